@@ -1,0 +1,145 @@
+"""Helpers for hidden tests: trusted comparisons and a guard against tampering.
+
+nbgrader runs a learner's code and the tests in one Python process, so an
+answer cell can monkeypatch anything the tests use (``torch.allclose``, the
+course's check helpers, the reference implementations). Importing this module
+in a notebook's locked set-up cell, before any learner code runs, snapshots
+those objects; :func:`assert_untampered` (called by every hidden test and by
+:class:`~clipcourse.checks.Checks`) fails the cell if any of them changed.
+This is a tripwire, not a sandbox: the grade command also flags submissions
+that reach into the grader (``autograder/course.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+import clipcourse.checks.core as _checks_core
+from clipcourse.checks.core import CheckFailed, _as_float_list, values_close
+from clipcourse.device import seed_everything
+
+__all__ = [
+    "GraderTampered",
+    "assert_untampered",
+    "expect",
+    "expect_close",
+    "plain_tensor",
+    "protect",
+    "seed_everything",
+]
+
+
+class GraderTampered(AssertionError):
+    """A function the tests rely on was replaced by code in the notebook."""
+
+
+_SNAPSHOT: dict[tuple[int, str], tuple[object, str, object]] = {}
+
+
+def _remember(owner: object, name: str, label: str) -> None:
+    _SNAPSHOT[(id(owner), name)] = (owner, name, getattr(owner, name))
+    _LABELS[(id(owner), name)] = label
+
+
+_LABELS: dict[tuple[int, str], str] = {}
+
+
+def _public_callables(module: types.ModuleType) -> Iterable[tuple[object, str, str]]:
+    for name, value in vars(module).items():
+        if name.startswith("__") or not callable(value):
+            continue
+        yield module, name, f"{module.__name__}.{name}"
+        if isinstance(value, type) and value.__module__ == module.__name__:
+            for attr, member in vars(value).items():
+                if callable(member) or isinstance(member, (staticmethod, classmethod, property)):
+                    yield value, attr, f"{module.__name__}.{name}.{attr}"
+
+
+def protect(*modules: types.ModuleType) -> None:
+    """Snapshot every public function and class method of ``modules`` (the references tests use)."""
+    for module in modules:
+        for owner, name, label in _public_callables(module):
+            _remember(owner, name, label)
+
+
+def _snapshot_defaults() -> None:
+    for owner, names, prefix in (
+        (torch, ("allclose", "isclose", "equal", "as_tensor", "tensor", "is_tensor"), "torch."),
+        (torch.Tensor, ("allclose", "isclose", "equal", "tolist", "__eq__", "__float__", "item"), "torch.Tensor."),
+        (torch.testing, ("assert_close",), "torch.testing."),
+        (np, ("allclose", "isclose", "array_equal"), "numpy."),
+        (np.testing, ("assert_allclose",), "numpy.testing."),
+        (math, ("isclose", "isnan", "isfinite"), "math."),
+    ):
+        for name in names:
+            _remember(owner, name, prefix + name)
+    protect(_checks_core)
+    for name in ("assert_untampered", "expect", "expect_close", "plain_tensor", "values_close"):
+        _remember(_this_module(), name, f"clipcourse.grading.{name}")
+
+
+def _this_module() -> types.ModuleType:
+    import sys
+
+    return sys.modules[__name__]
+
+
+def tampered() -> list[str]:
+    """Names of snapshotted objects that no longer are what they were at import."""
+    changed = []
+    for key, (owner, name, original) in _SNAPSHOT.items():
+        if getattr(owner, name, None) is not original:
+            changed.append(_LABELS[key])
+    return sorted(changed)
+
+
+def assert_untampered() -> None:
+    """Fail when the notebook replaced a function the grader relies on."""
+    changed = tampered()
+    if changed:
+        raise GraderTampered(
+            "code in this notebook replaced functions the tests rely on: "
+            + ", ".join(changed)
+            + ". Remove the lines that assign to them; the tests cannot be trusted otherwise."
+        )
+
+
+def plain_tensor(value: Any, what: str = "your result") -> torch.Tensor:
+    """A detached copy of ``value`` if it is exactly a ``torch.Tensor`` (no subclass, no lookalike)."""
+    if type(value) is not torch.Tensor:
+        raise CheckFailed(f"{what} should be a torch.Tensor, got {type(value).__name__}")
+    return value.detach().clone()
+
+
+def expect(condition: bool, message: str) -> None:
+    """Like ``assert`` but never stripped by ``python -O`` and never a learner's object."""
+    assert_untampered()
+    if not bool(condition):
+        raise CheckFailed(message)
+
+
+def expect_close(
+    actual: Any, expected: Any, what: str, *, atol: float = 1e-5, rtol: float = 1e-4
+) -> None:
+    """Trusted comparison for hidden tests; the message names what differed and by how much."""
+    assert_untampered()
+    if values_close(actual, expected, atol=atol, rtol=rtol):
+        return
+    try:
+        a, shape_a = _as_float_list(actual)
+        b, shape_b = _as_float_list(expected)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckFailed(f"{what}: could not compare ({exc})") from None
+    if shape_a != shape_b:
+        raise CheckFailed(f"{what}: shape {shape_a}, expected {shape_b}")
+    worst = max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
+    raise CheckFailed(f"{what}: differs from the reference (largest difference {worst:.3g})")
+
+
+_snapshot_defaults()
