@@ -63,7 +63,15 @@ TEMPLATE_FAMILIES: dict[str, list[str]] = {
 }
 
 #: The families pooled into the "ensemble" family (every single-slot template above).
-ENSEMBLE_FAMILIES: tuple[str, ...] = ("bare", "basic", "detail", "context", "style", "domain", "task")
+ENSEMBLE_FAMILIES: tuple[str, ...] = (
+    "bare",
+    "basic",
+    "detail",
+    "context",
+    "style",
+    "domain",
+    "task",
+)
 TEMPLATE_FAMILIES["ensemble"] = [t for f in ENSEMBLE_FAMILIES for t in TEMPLATE_FAMILIES[f]]
 
 #: How the second slot of a two-slot (contrastive) template is filled:
@@ -81,7 +89,9 @@ def template_slots(template: str) -> int:
     numbered field such as ``{label}`` (we fill slots positionally).
     """
     if not isinstance(template, str):
-        raise ValueError(f"a template must be a string, got {type(template).__name__}: {template!r}")
+        raise ValueError(
+            f"a template must be a string, got {type(template).__name__}: {template!r}"
+        )
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
@@ -91,7 +101,9 @@ def template_slots(template: str) -> int:
     if not fields:
         raise ValueError(f"template {template!r} has no '{{}}' slot for the class name")
     if len(fields) > 2:
-        raise ValueError(f"template {template!r} has {len(fields)} slots; at most 2 (class, other class)")
+        raise ValueError(
+            f"template {template!r} has {len(fields)} slots; at most 2 (class, other class)"
+        )
     return len(fields)
 
 
@@ -126,7 +138,9 @@ def _check_templates(templates: Sequence[str]) -> list[str]:
         raise ValueError(f"templates must be a list of templates, got the string {templates!r}")
     templates = list(templates)
     if not templates:
-        raise ValueError("templates is empty: pass at least one template such as 'a photo of a {}.'")
+        raise ValueError(
+            "templates is empty: pass at least one template such as 'a photo of a {}.'"
+        )
     for template in templates:
         template_slots(template)
     return templates
@@ -140,12 +154,16 @@ def _encode(encode_text: EncodeText, texts: list[str], batch_size: int) -> torch
         feats = encode_text(batch)
         if not isinstance(feats, torch.Tensor) or feats.dim() != 2 or feats.shape[0] != len(batch):
             got = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
-            raise ValueError(f"encode_text must return a [n, D] tensor for n texts; got {got} for n={len(batch)}")
+            raise ValueError(
+                f"encode_text must return a [n, D] tensor for n texts; got {got} for n={len(batch)}"
+            )
         chunks.append(F.normalize(feats.detach().float(), dim=-1))
     return torch.cat(chunks)
 
 
-def nearest_other_class(encode_text: EncodeText, classnames: Sequence[str], batch_size: int = 256) -> list[int]:
+def nearest_other_class(
+    encode_text: EncodeText, classnames: Sequence[str], batch_size: int = 256
+) -> list[int]:
     """For each class, the index of the other class whose bare name embeds closest to it."""
     names = _check_classnames(classnames)
     if len(names) < 2:
@@ -188,7 +206,11 @@ def build_zero_shot_weights(
     two_slot = [t for t in templates if template_slots(t) == 2]
     if two_slot and len(names) < 2:
         raise ValueError(f"contrastive template {two_slot[0]!r} needs at least two classes")
-    nearest = nearest_other_class(encode_text, names, batch_size) if two_slot and contrast == "nearest" else None
+    nearest = (
+        nearest_other_class(encode_text, names, batch_size)
+        if two_slot and contrast == "nearest"
+        else None
+    )
 
     # Every prompt once, in one batched pass; `owner[i]` = (class, template) of prompt i.
     texts: list[str] = []
@@ -221,7 +243,9 @@ def _scale_value(logit_scale: float | torch.Tensor) -> torch.Tensor:
     if scale.numel() != 1:
         raise ValueError(f"logit_scale must be a single number, got shape {tuple(scale.shape)}")
     if not torch.isfinite(scale) or scale <= 0:
-        raise ValueError(f"logit_scale must be a positive number (already exponentiated), got {scale.item()}")
+        raise ValueError(
+            f"logit_scale must be a positive number (already exponentiated), got {scale.item()}"
+        )
     return scale.reshape(())
 
 
@@ -264,31 +288,41 @@ def zero_shot_probabilities(
     return zero_shot_logits(image_features, class_weights, logit_scale).softmax(dim=-1)
 
 
-def _check_logits_labels(logits: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_logits_labels(
+    logits: torch.Tensor, labels: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     logits = torch.as_tensor(logits)
     labels = torch.as_tensor(labels)
     if logits.dim() != 2:
         raise ValueError(f"logits must be [N, C], got shape {tuple(logits.shape)}")
     if labels.dim() != 1 or labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"labels must be [N] with N={logits.shape[0]} to match logits, got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must be [N] with N={logits.shape[0]} to match logits, got shape {tuple(labels.shape)}"
+        )
     if labels.is_floating_point():
         raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     n_classes = logits.shape[1]
     if k > n_classes:
-        raise ValueError(f"k={k} is larger than the number of classes ({n_classes}): top-{k} is undefined")
+        raise ValueError(
+            f"k={k} is larger than the number of classes ({n_classes}): top-{k} is undefined"
+        )
     if logits.shape[0] == 0:
         raise ValueError("logits is empty: accuracy of zero examples is undefined")
     if labels.numel() and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"labels must lie in [0, {n_classes - 1}], got values in [{labels.min()}, {labels.max()}]")
+        raise ValueError(
+            f"labels must lie in [0, {n_classes - 1}], got values in [{labels.min()}, {labels.max()}]"
+        )
     return logits, labels
 
 
 def top_k_predictions(logits: torch.Tensor, k: int = 5) -> torch.Tensor:
     """Indices ``[N, k]`` of the k highest-scoring classes, best first."""
     logits = torch.as_tensor(logits)
-    _check_logits_labels(logits, torch.zeros(logits.shape[0] if logits.dim() else 0, dtype=torch.long), k)
+    _check_logits_labels(
+        logits, torch.zeros(logits.shape[0] if logits.dim() else 0, dtype=torch.long), k
+    )
     return logits.topk(k, dim=1).indices
 
 
@@ -368,7 +402,9 @@ def evaluate_templates(
     cache: dict[str, torch.Tensor] = {}
 
     def score(templates: list[str]) -> tuple[float, float]:
-        weights = build_zero_shot_weights(encode_text, names, templates, contrast=contrast, batch_size=batch_size)
+        weights = build_zero_shot_weights(
+            encode_text, names, templates, contrast=contrast, batch_size=batch_size
+        )
         logits = zero_shot_logits(image_features, weights, logit_scale)
         return top_k_accuracy(logits, labels, 1), top_k_accuracy(logits, labels, k5)
 
@@ -377,14 +413,22 @@ def evaluate_templates(
         top1, top5 = score(templates)
         example = fill_template(templates[0], names[0], names[1] if len(names) > 1 else names[0])
         table.families.append(
-            {"family": family, "templates": len(templates), "top1": top1, "top5": top5, "example": example}
+            {
+                "family": family,
+                "templates": len(templates),
+                "top1": top1,
+                "top5": top5,
+                "example": example,
+            }
         )
         for template in templates:
             if template not in cache:
                 cache[template] = torch.tensor(score([template]))
             top1_t, top5_t = cache[template].tolist()
             if not any(r["template"] == template for r in table.singles):
-                table.singles.append({"family": family, "template": template, "top1": top1_t, "top5": top5_t})
+                table.singles.append(
+                    {"family": family, "template": template, "top1": top1_t, "top5": top5_t}
+                )
     return table
 
 
@@ -417,7 +461,11 @@ def k_shot_probe_curve(
             idx = torch.as_tensor(probe.k_shot_indices(train_labels, k, seed))
             accs.append(
                 probe.probe_accuracy(
-                    train_features[idx], train_labels[idx], test_features, test_labels, **probe_kwargs
+                    train_features[idx],
+                    train_labels[idx],
+                    test_features,
+                    test_labels,
+                    **probe_kwargs,
                 )
             )
         curve[int(k)] = float(np.mean(accs))
@@ -434,7 +482,9 @@ def swapped_caption(colours: Sequence[str], shapes: Sequence[str]) -> tuple[str,
     if len(colours) != 2 or len(shapes) != 2:
         raise ValueError(f"need two colours and two shapes, got {list(colours)} and {list(shapes)}")
     if colours[0] == colours[1] or shapes[0] == shapes[1]:
-        raise ValueError(f"swapping needs two different colours and two different shapes, got {colours}, {shapes}")
+        raise ValueError(
+            f"swapping needs two different colours and two different shapes, got {colours}, {shapes}"
+        )
     true = f"a {colours[0]} {shapes[0]} and a {colours[1]} {shapes[1]}"
     swapped = f"a {colours[1]} {shapes[0]} and a {colours[0]} {shapes[1]}"
     return true, swapped
@@ -453,14 +503,18 @@ def attribute_binding_accuracy(
     rate (0.5 is chance: a bag of words), the tie rate, and the mean cosine margin.
     """
     if len(pairs) != image_features.shape[0]:
-        raise ValueError(f"{len(pairs)} (colours, shapes) pairs for {image_features.shape[0]} images")
+        raise ValueError(
+            f"{len(pairs)} (colours, shapes) pairs for {image_features.shape[0]} images"
+        )
     if len(pairs) == 0:
         raise ValueError("no images to test")
     true, swapped = zip(*(swapped_caption(c, s) for c, s in pairs), strict=True)
     t = _encode(encode_text, list(true), batch_size)
     s = _encode(encode_text, list(swapped), batch_size)
     if t.shape[1] != image_features.shape[1]:
-        raise ValueError(f"text features have D={t.shape[1]} but image features D={image_features.shape[1]}")
+        raise ValueError(
+            f"text features have D={t.shape[1]} but image features D={image_features.shape[1]}"
+        )
     img = F.normalize(image_features.float(), dim=-1)
     margin = (img * t).sum(-1) - (img * s).sum(-1)
     return {
@@ -526,6 +580,11 @@ def classify_images(
     n = len(images)
     if n == 0:
         raise ValueError("images is empty")
-    feats = torch.cat([model.encode_image(images[i : i + batch_size]).detach().float() for i in range(0, n, batch_size)])
+    feats = torch.cat(
+        [
+            model.encode_image(images[i : i + batch_size]).detach().float()
+            for i in range(0, n, batch_size)
+        ]
+    )
     scale = torch.as_tensor(model.logit_scale).detach().float().exp()
     return zero_shot_probabilities(feats.cpu(), weights.cpu(), scale)
