@@ -341,3 +341,20 @@ def test_classify_images_with_a_stand_in_model():
     assert probs.shape == (3, len(CLASSES))
     assert probs.argmax(1).tolist() == [2, 0, 1]
     torch.testing.assert_close(probs, zero_shot_probabilities(images, w, 100.0))
+
+
+def test_hashed_text_encoder_is_deterministic_with_varied_norms():
+    enc = zeroshot.hashed_text_encoder(dim=8, seed=3)
+    a = enc(["a red circle", "a blue square", "a red circle"])
+    assert a.shape == (3, 8)
+    torch.testing.assert_close(a[0], a[2])
+    torch.testing.assert_close(
+        zeroshot.hashed_text_encoder(dim=8, seed=3)(["a red circle"])[0], a[0]
+    )
+    assert not torch.allclose(
+        zeroshot.hashed_text_encoder(dim=8, seed=4)(["a red circle"])[0], a[0]
+    )
+    norms = enc([f"class {i}" for i in range(20)]).norm(dim=1)
+    assert norms.max() / norms.min() > 2
+    with pytest.raises(ValueError, match="list of strings"):
+        enc("a red circle")

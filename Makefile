@@ -1,0 +1,48 @@
+# The course's commands. Each target sets up what it needs first (idempotent).
+#   make book     build the book (every lesson executed, warnings as errors) into _build/html
+#   make test     run the whole test suite
+#   make release  regenerate notebooks/ (student versions) from solutions/ with nbgrader
+#   make grade SUBMISSIONS=path/to/submissions [OUT=_grading]   autograde, feedback HTML, grades CSV
+#   make lab      open JupyterLab on the course
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.clipcourse-installed
+SUBMISSIONS ?=
+OUT ?= _grading
+# Threads per process: 2-core laptops and CI machines.
+export OMP_NUM_THREADS ?= 2
+export MPLBACKEND ?= Agg
+export PYDEVD_DISABLE_FILE_VALIDATION = 1
+
+.PHONY: setup book test release grade lab clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements-lock.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+book: setup
+	rm -rf _build/html
+	$(BIN)/jupyter-book build . --warningiserror --keep-going --path-output .
+
+test: setup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+release: setup
+	$(BIN)/python -m autograder.course release
+
+grade: setup
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=folder [OUT=_grading]" && exit 2)
+	$(BIN)/python -m autograder.course grade "$(SUBMISSIONS)" --out "$(OUT)"
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=.
+
+clean:
+	rm -rf _build _grading .pytest_cache
