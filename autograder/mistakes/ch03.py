@@ -13,7 +13,9 @@ from autograder.mistakes import Mistake
 
 def _m(function: str, name: str, hint: str, body: str, args: str) -> Mistake:
     lines = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
-    return Mistake(function=function, name=name, hint=hint, code=f"def {function}({args}):\n{lines}\n")
+    return Mistake(
+        function=function, name=name, hint=hint, code=f"def {function}({args}):\n{lines}\n"
+    )
 
 
 def _w(name: str, hint: str, body: str) -> Mistake:
@@ -21,7 +23,9 @@ def _w(name: str, hint: str, body: str) -> Mistake:
 
 
 def _p(name: str, hint: str, body: str) -> Mistake:
-    return _m("zero_shot_probabilities", name, hint, body, "image_features, class_weights, logit_scale")
+    return _m(
+        "zero_shot_probabilities", name, hint, body, "image_features, class_weights, logit_scale"
+    )
 
 
 def _k(name: str, hint: str, body: str) -> Mistake:

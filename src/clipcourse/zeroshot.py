@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import string
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ __all__ = [
     "classify_images",
     "evaluate_templates",
     "fill_template",
+    "hashed_text_encoder",
     "k_shot_probe_curve",
     "nearest_other_class",
     "skimage_photos",
@@ -79,6 +81,29 @@ TEMPLATE_FAMILIES["ensemble"] = [t for f in ENSEMBLE_FAMILIES for t in TEMPLATE_
 #: (the one most easily confused, as in "a wolf, not a husky");
 #: "all" -- every other class, each filled prompt normalised and averaged.
 CONTRASTS = ("nearest", "all")
+
+
+def hashed_text_encoder(dim: int = 16, seed: int = 0) -> EncodeText:
+    """A stand-in text encoder for tests and exercises: each string -> a fixed random vector.
+
+    The vectors are deterministic (a hash of the text and ``seed``) and their
+    norms vary from text to text, as real unnormalised text features do, so a
+    classifier that forgets to normalise gives a visibly different answer.
+    """
+    if dim < 1:
+        raise ValueError(f"dim must be positive, got {dim}")
+
+    def encode_text(texts: list[str]) -> torch.Tensor:
+        if isinstance(texts, str):
+            raise ValueError(f"encode_text takes a list of strings, got the string {texts!r}")
+        rows = []
+        for text in texts:
+            h = zlib.crc32(f"{seed}:{text}".encode())
+            g = torch.Generator().manual_seed(h)
+            rows.append(torch.randn(dim, generator=g) * (0.5 + (h % 8) / 2))
+        return torch.stack(rows) if rows else torch.empty(0, dim)
+
+    return encode_text
 
 
 # -- templates ------------------------------------------------------------------------
