@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.course import RELEASE, SOLUTIONS
+from autograder import course
 from autograder.mistakes import Mistake, catalogue
 
 SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION[^\n]*\n|^[ \t]*### END SOLUTION[^\n]*(\n|$)", re.M)
@@ -31,7 +31,7 @@ def _meta(cell) -> dict:
 def solution_answers(assignment: str) -> dict[str, str]:
     """``grade_id -> source`` of every code answer cell, solution markers removed."""
     answers = {}
-    for path in sorted((SOLUTIONS / assignment).glob("*.ipynb")):
+    for path in sorted((course.SOLUTIONS / assignment).glob("*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
             meta = _meta(cell)
             if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
@@ -42,7 +42,7 @@ def solution_answers(assignment: str) -> dict[str, str]:
 def test_points(assignment: str) -> dict[str, float]:
     """``test cell grade_id -> points`` of the autograded cells."""
     points = {}
-    for path in sorted((SOLUTIONS / assignment).glob("*.ipynb")):
+    for path in sorted((course.SOLUTIONS / assignment).glob("*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
             meta = _meta(cell)
             if meta.get("grade") and not meta.get("solution"):
@@ -51,7 +51,7 @@ def test_points(assignment: str) -> dict[str, float]:
 
 
 def released(assignment: str) -> tuple[str, nbformat.NotebookNode]:
-    paths = sorted((RELEASE / assignment).glob("*.ipynb"))
+    paths = sorted((course.RELEASE / assignment).glob("*.ipynb"))
     if len(paths) != 1:
         raise ValueError(f"expected one released notebook in notebooks/{assignment}, found {len(paths)}")
     return paths[0].name, nbformat.read(paths[0], as_version=4)
