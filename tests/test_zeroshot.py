@@ -358,3 +358,27 @@ def test_hashed_text_encoder_is_deterministic_with_varied_norms():
     assert norms.max() / norms.min() > 2
     with pytest.raises(ValueError, match="list of strings"):
         enc("a red circle")
+
+
+def test_k_shot_probe_curve_reuses_chapter_1_probe():
+    from clipcourse import probe
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 8, generator=g) * 3
+    train_labels = torch.arange(4).repeat(20)
+    test_labels = torch.arange(4).repeat(10)
+    train = centres[train_labels] + torch.randn(80, 8, generator=g)
+    test = centres[test_labels] + torch.randn(40, 8, generator=g)
+    curve = zeroshot.k_shot_probe_curve(
+        train, train_labels, test, test_labels, ks=(1, 4), seeds=(0, 1)
+    )
+    assert list(curve) == [1, 4]
+    for k, acc in curve.items():
+        direct = [
+            probe.linear_probe(train[i], train_labels[i], test, test_labels)
+            for i in (probe.k_shot_indices(train_labels, k, s) for s in (0, 1))
+        ]
+        assert acc == pytest.approx(np.mean(direct))
+    assert curve[4] > 0.8
+    with pytest.raises(ValueError, match="seeds"):
+        zeroshot.k_shot_probe_curve(train, train_labels, test, test_labels, seeds=())

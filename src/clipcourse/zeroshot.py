@@ -485,7 +485,7 @@ def k_shot_probe_curve(
         for seed in seeds:
             idx = torch.as_tensor(probe.k_shot_indices(train_labels, k, seed))
             accs.append(
-                probe.probe_accuracy(
+                probe.linear_probe(
                     train_features[idx],
                     train_labels[idx],
                     test_features,
