@@ -40,8 +40,7 @@ c.IgnorePattern.pattern = r"(?i)warn"
 
 # Keep grading when a submission kills its kernel (os._exit, a segfault): the cell that killed it
 # fails, the kernel restarts, and the remaining cells are graded (autograder/executor.py).
-from autograder.executor import ResilientExecute  # noqa: E402
-
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
     CheckCellMetadata,
     IgnorePattern,
@@ -49,7 +48,8 @@ from nbgrader.preprocessors import (  # noqa: E402
     SaveAutoGrades,
 )
 from nbgrader.preprocessors.latesubmissions import AssignLatePenalties  # noqa: E402
-from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+
+from autograder.executor import ResilientExecute  # noqa: E402
 
 c.Autograde.autograde_preprocessors = [
     ResilientExecute,
@@ -65,7 +65,7 @@ c.ResilientExecute.interrupt_on_timeout = True
 c.ResilientExecute.raise_on_iopub_timeout = False
 
 # Feedback shows each test cell's outputs (the hints) but not the hidden tests' code.
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
