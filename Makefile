@@ -31,8 +31,9 @@ book: setup
 	rm -rf _build/html
 	$(BIN)/jupyter-book build . --warningiserror --keep-going --path-output .
 
+# Two pytest workers with one thread each: oversubscribed threads make torch many times slower.
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 release: setup
 	$(BIN)/python -m autograder.course release
