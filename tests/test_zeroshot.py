@@ -275,6 +275,8 @@ def test_evaluate_templates_matches_direct_computation():
     assert table.ensemble_gain("pair") == pytest.approx(table.family("pair")["top1"] - 1.0)
     md = table.to_markdown()
     assert md.count("\n") == 2 + len(families) - 1 and "a red circle, not a" in md
+    html = table.to_html()
+    assert html.count("<tr>") == 1 + len(families) and "a red circle, not a" in html
     with pytest.raises(KeyError):
         table.family("missing")
 
@@ -382,3 +384,69 @@ def test_k_shot_probe_curve_reuses_chapter_1_probe():
     assert curve[4] > 0.8
     with pytest.raises(ValueError, match="seeds"):
         zeroshot.k_shot_probe_curve(train, train_labels, test, test_labels, seeds=())
+
+
+# -- the Colab path, offline: a tiny transformers CLIPModel saved to a temporary folder ---------
+def _byte_level_vocab() -> dict[str, int]:
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    chars = sorted(ByteLevel.alphabet())
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
+    return {t: i for i, t in enumerate(tokens)}
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_clip(tmp_path_factory):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    from clipcourse.hf_clip import load_pretrained_clip
+
+    folder = tmp_path_factory.mktemp("tiny_clip_ch03")
+    vocab = _byte_level_vocab()
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+            num_attention_heads=2, max_position_embeddings=32, bos_token_id=0, eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+            image_size=32, patch_size=8,
+        ),
+        projection_dim=8,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return load_pretrained_clip(folder, device="cpu", local_files_only=True)
+
+
+def test_classify_skimage_photos_with_a_tiny_pretrained_clip(tiny_hf_clip):
+    images, names = zeroshot.skimage_photos()
+    classes = sorted(set(names))
+    templates = ["a photo of a {}.", "a picture of a {}."]
+    probs = zeroshot.classify_images(tiny_hf_clip, images, classes, templates, batch_size=4)
+    assert probs.shape == (len(images), len(classes))
+    torch.testing.assert_close(probs.sum(1), torch.ones(len(images)))
+    # independent computation: every photo encoded on its own, weights by the open_clip loop
+    feats = torch.cat([tiny_hf_clip.encode_image([im]) for im in images])
+    w = reference_weights(tiny_hf_clip.encode_text, classes, templates).float()
+    manual = (tiny_hf_clip.logit_scale.exp() * F.normalize(feats, dim=-1) @ w).softmax(-1)
+    torch.testing.assert_close(probs, manual.detach(), atol=1e-4, rtol=1e-3)
+
+
+def test_classify_dataset_with_a_torchvision_dataset(tiny_hf_clip):
+    from torchvision.datasets import FakeData
+
+    data = FakeData(size=7, image_size=(3, 40, 40), num_classes=3, random_offset=0)
+    names = ["airplane", "cat", "ship"]
+    probs, labels = zeroshot.classify_dataset(tiny_hf_clip, data, names, limit=5, batch_size=2)
+    assert probs.shape == (5, 3) and labels.tolist() == [int(data[i][1]) for i in range(5)]
+    alone = zeroshot.classify_images(tiny_hf_clip, [data[i][0] for i in range(5)], names)
+    torch.testing.assert_close(probs, alone)
+    with pytest.raises(ValueError, match="no examples"):
+        zeroshot.classify_dataset(tiny_hf_clip, data, names, limit=0)

@@ -33,6 +33,7 @@ __all__ = [
     "TemplateTable",
     "attribute_binding_accuracy",
     "build_zero_shot_weights",
+    "classify_dataset",
     "classify_images",
     "evaluate_templates",
     "fill_template",
@@ -390,6 +391,20 @@ class TemplateTable:
         """Top-1 of the ensembled family minus the best single template's top-1."""
         return self.family(family)["top1"] - self.best_single["top1"]
 
+    def to_html(self, digits: int = 3) -> str:
+        """An HTML table (it survives being pasted into another page of the book, unlike Markdown)."""
+        from html import escape
+
+        head = "".join(
+            f"<th>{h}</th>" for h in ("family", "templates", "top-1", "top-5", "example")
+        )
+        rows = [
+            f"<tr><td>{escape(r['family'])}</td><td>{r['templates']}</td><td>{r['top1']:.{digits}f}</td>"
+            f"<td>{r['top5']:.{digits}f}</td><td><code>{escape(r['example'])}</code></td></tr>"
+            for r in self.families
+        ]
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
     def to_markdown(self, digits: int = 3) -> str:
         lines = ["| family | templates | top-1 | top-5 | example |", "|---|---|---|---|---|"]
         for row in self.families:
@@ -613,3 +628,30 @@ def classify_images(
     )
     scale = torch.as_tensor(model.logit_scale).detach().float().exp()
     return zero_shot_probabilities(feats.cpu(), weights.cpu(), scale)
+
+
+def classify_dataset(
+    model,
+    dataset,
+    classnames: Sequence[str],
+    templates: Sequence[str] = ("a photo of a {}.",),
+    *,
+    limit: int | None = None,
+    batch_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-shot probabilities and labels for a labelled dataset of ``(image, label)`` pairs.
+
+    Works with any torchvision classification dataset (CIFAR-10 yields PIL
+    images and int labels); ``limit`` keeps only the first examples, for a quick look.
+    Returns ``(probabilities [N, C], labels [N])``.
+    """
+    n = len(dataset) if limit is None else min(int(limit), len(dataset))
+    if n < 1:
+        raise ValueError(f"no examples to classify (dataset of {len(dataset)}, limit={limit})")
+    images, labels = [], []
+    for i in range(n):
+        image, label = dataset[i]
+        images.append(image)
+        labels.append(int(label))
+    probs = classify_images(model, images, classnames, templates, batch_size=batch_size)
+    return probs, torch.tensor(labels, dtype=torch.long)
