@@ -103,7 +103,7 @@ def train_shapes_clip(
     *, progress: bool = True, device: torch.device | str | None = None,
 ) -> tuple[MiniCLIP, History]:
     """Train a fresh MiniCLIP on Shapes world's train split (seeded: the same weights on every CPU run)."""
-    from clipcourse.data.shapes import ShapesWorld
+    from clipcourse.data import ShapesWorld
 
     if len(tokenizer) > config.vocab_size:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but config.vocab_size={config.vocab_size}")
@@ -114,10 +114,12 @@ def train_shapes_clip(
     enc = tokenize(tokenizer, texts, context_length=config.context_length)
     input_ids = enc["input_ids"].view(len(split), k, -1)
     attention_mask = enc["attention_mask"].view(len(split), k, -1)
+    colour_free = torch.tensor([["colour" not in c.mentioned for c in caps] for caps in split.captions])
     torch.manual_seed(train_config.seed)
     model = MiniCLIP(config)
     history = train_clip(
-        model, split.float_images(), input_ids, attention_mask, train_config, device=device, progress=progress
+        model, split.float_images(), input_ids, attention_mask, train_config,
+        colour_free=colour_free, device=device, progress=progress,
     )
     return model.cpu().eval(), history
 

@@ -106,7 +106,7 @@ def attribute_relevance(captions: Sequence, attributes: Sequence) -> torch.Tenso
     Vectorised for one-object images; multi-object scenes fall back to calling
     :func:`clipcourse.data.matches_all` on every pair.
     """
-    from clipcourse.data.shapes import ATTRIBUTE_VALUES, ATTRIBUTES, matches_all
+    from clipcourse.data import ATTRIBUTE_VALUES, ATTRIBUTES, matches_all
 
     if all(len(objs) == 1 for objs in attributes) and all(len(c.mentions) == 1 for c in captions):
         def code(values: dict) -> list[int]:

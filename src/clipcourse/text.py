@@ -16,6 +16,7 @@ from __future__ import annotations
 import string
 import warnings
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from transformers import BatchEncoding, PreTrainedTokenizerFast
@@ -44,7 +45,7 @@ _ALPHABET = list(string.ascii_lowercase + string.digits + string.punctuation)
 _CONTINUATIONS = ["##" + c for c in string.ascii_lowercase + string.digits]  # punctuation is always split off
 
 
-def shapes_corpus(captions_per_image: int = 20, seed: int = 0) -> list[str]:
+def shapes_corpus(captions_per_image: int = 10, seed: int = 0) -> list[str]:
     """Captions covering every template and synonym, for every colour×shape combination.
 
     Held-out combinations are included on purpose: their *words* are all seen in
@@ -52,7 +53,7 @@ def shapes_corpus(captions_per_image: int = 20, seed: int = 0) -> list[str]:
     """
     import numpy as np
 
-    from clipcourse.data.shapes import (
+    from clipcourse.data import (
         ATTRIBUTE_VALUES,
         SYNONYMS,
         ShapesWorld,
@@ -61,7 +62,7 @@ def shapes_corpus(captions_per_image: int = 20, seed: int = 0) -> list[str]:
 
     world = ShapesWorld(seed=seed, held_out=[])
     rng = np.random.default_rng(seed)
-    objects = world.sample_attributes(600, rng, combos="all")
+    objects = world.sample_attributes(300, rng, combos="all")
     texts = [c.text for obj in objects for c in captions_for(obj, rng, n=captions_per_image)]
     for i in range(0, 200, 2):  # two-object scene captions add "and" and ","
         pair = objects[i : i + 2]
@@ -109,7 +110,7 @@ def train_tokenizer(
         show_progress=False,
     )
     learner.train_from_iterator(sorted(set(texts)), trainer=trainer)
-    words = {w for t in set(texts) for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(t))}
+    words = {w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(" ".join(set(texts))))}
     learned = sorted((set(learner.get_vocab()) & words) - set(_ALPHABET))
     tokens = [*SPECIAL_TOKENS, *_ALPHABET, *_CONTINUATIONS, *learned]
     if len(tokens) > vocab_size:
@@ -124,6 +125,11 @@ def train_tokenizer(
         special_tokens=[("[CLS]", tokens.index("[CLS]")), ("[SEP]", tokens.index("[SEP]"))],
     )
     tok.decoder = decoders.WordPiece()
+    return _wrap(tok, context_length)
+
+
+def _wrap(tok, context_length: int) -> PreTrainedTokenizerFast:
+    """A ``tokenizers.Tokenizer`` as a transformers tokenizer (padding, masks, save_pretrained)."""
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="[PAD]",
@@ -135,11 +141,21 @@ def train_tokenizer(
     )
 
 
+@lru_cache(maxsize=1)
+def _shapes_tokenizer_json() -> str:
+    return train_tokenizer(shapes_corpus()).backend_tokenizer.to_str()
+
+
 def shapes_tokenizer(path: str | Path | None = None) -> PreTrainedTokenizerFast:
-    """The course tokenizer: loaded from ``path`` if it holds one, else trained (and saved there)."""
+    """The course tokenizer: loaded from ``path`` if it holds one, else trained (and saved there).
+
+    Training takes about a second and is done once per process; every call returns a fresh object.
+    """
     if path is not None and (Path(path) / "tokenizer.json").is_file():
         return load_tokenizer(path)
-    tokenizer = train_tokenizer(shapes_corpus())
+    from tokenizers import Tokenizer
+
+    tokenizer = _wrap(Tokenizer.from_str(_shapes_tokenizer_json()), CONTEXT_LENGTH)
     if path is not None:
         tokenizer.save_pretrained(str(path))
     return tokenizer

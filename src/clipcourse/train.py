@@ -67,6 +67,9 @@ class TrainConfig:
     world_seed: int = 0  #: ShapesWorld(seed=...) the training images come from
     n_train: int = 5000  #: training images (each has 5 captions)
     num_threads: int = 2  #: CPU threads (the course assumes a 2-core laptop)
+    #: Chance that an image is shown in grey with a caption that names no colour. It makes shape
+    #: features colour-blind, which is what lets the model recognise unseen colour×shape pairs.
+    grayscale_p: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "n_train", "num_threads"):
@@ -74,6 +77,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.grayscale_p <= 1.0:
+            raise ValueError(f"grayscale_p must be in [0, 1], got {self.grayscale_p}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -131,6 +136,7 @@ def train_clip(
     attention_mask: torch.Tensor,
     config: TrainConfig | None = None,
     *,
+    colour_free: torch.Tensor | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
 ) -> History:
@@ -140,6 +146,10 @@ def train_clip(
     (K tokenized captions per image). Every step draws a batch of images without
     replacement (a fresh permutation each epoch) and one of each image's K captions
     at random, so the model sees every phrasing of every image.
+
+    ``colour_free`` (bool ``[N, K]``, optional) marks captions that name no colour; with
+    ``config.grayscale_p > 0`` such a caption is sometimes paired with a grey version of
+    its image, so shape features cannot lean on colour.
     """
     from tqdm.auto import tqdm
 
@@ -155,6 +165,13 @@ def train_clip(
             f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}"
         )
     n, k = input_ids.shape[:2]
+    if colour_free is not None and colour_free.shape != (n, k):
+        raise ValueError(f"colour_free must be [N, K] = {(n, k)}, got {tuple(colour_free.shape)}")
+    grey = colour_free is not None and config.grayscale_p > 0
+    if grey:
+        free_count = colour_free.sum(1)
+        # Sampling weights over each image's colour-free captions (uniform; zeros elsewhere).
+        free_weights = colour_free.float() + (free_count == 0).float()[:, None]
     if config.batch_size > n:
         raise ValueError(f"batch_size={config.batch_size} exceeds the {n} training images")
 
@@ -183,6 +200,13 @@ def train_clip(
             idx = order[cursor : cursor + config.batch_size]
             cursor += config.batch_size
             caption = torch.randint(k, (len(idx),), generator=generator)
+            batch_images = images[idx.to(device)]
+            if grey:
+                to_grey = (torch.rand(len(idx), generator=generator) < config.grayscale_p) & (free_count[idx] > 0)
+                free_caption = torch.multinomial(free_weights[idx], 1, generator=generator).squeeze(1)
+                caption = torch.where(to_grey, free_caption, caption)
+                g = to_grey.to(device)[:, None, None, None]
+                batch_images = torch.where(g, batch_images.mean(1, keepdim=True).expand_as(batch_images), batch_images)
             ids = input_ids[idx.to(device), caption.to(device)]
             mask = attention_mask[idx.to(device), caption.to(device)]
             width = max(int(mask.sum(1).max()), 1)  # drop all-padding columns: exact with a masked mean
@@ -191,7 +215,7 @@ def train_clip(
             lr = optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits_per_image, _ = model(images[idx.to(device)], ids, mask)
+                logits_per_image, _ = model(batch_images, ids, mask)
                 loss = clip_loss(logits_per_image.float())
             scaler.scale(loss).backward()
             scaler.step(optimizer)
