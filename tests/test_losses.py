@@ -45,7 +45,11 @@ def loop_nt_xent(z1, z2, temperature):
     total = 0.0
     for i in range(n2):
         positive = (i + n2 // 2) % n2
-        sims = {j: F.cosine_similarity(z[i], z[j], dim=0).item() / temperature for j in range(n2) if j != i}
+        sims = {
+            j: F.cosine_similarity(z[i], z[j], dim=0).item() / temperature
+            for j in range(n2)
+            if j != i
+        }
         total += -sims[positive] + math.log(sum(math.exp(s) for s in sims.values()))
     return total / n2
 
@@ -55,7 +59,12 @@ def loop_alignment_uniformity(z1, z2, t):
     u2 = [v / v.norm() for v in z2]
     n = len(u1)
     alignment = sum(((u1[i] - u2[i]) ** 2).sum().item() for i in range(n)) / n
-    pairs = [math.exp(-t * ((u1[i] - u1[j]) ** 2).sum().item()) for i in range(n) for j in range(n) if i != j]
+    pairs = [
+        math.exp(-t * ((u1[i] - u1[j]) ** 2).sum().item())
+        for i in range(n)
+        for j in range(n)
+        if i != j
+    ]
     return alignment, math.log(sum(pairs) / len(pairs))
 
 
@@ -82,7 +91,9 @@ def test_cosine_properties():
     assert out.abs().max() <= 1 + 1e-12
     torch.testing.assert_close(cosine_similarity_matrix(b, a), out.T)  # swapping transposes
     torch.testing.assert_close(cosine_similarity_matrix(3.0 * a, 0.5 * b), out)  # scale-invariant
-    torch.testing.assert_close(torch.diagonal(cosine_similarity_matrix(a, a)), torch.ones(6, dtype=a.dtype))
+    torch.testing.assert_close(
+        torch.diagonal(cosine_similarity_matrix(a, a)), torch.ones(6, dtype=a.dtype)
+    )
 
 
 def test_cosine_keeps_dtype_and_accepts_non_contiguous():
@@ -106,7 +117,9 @@ def test_cosine_zero_vector_has_zero_similarity():
 @pytest.mark.parametrize("temperature", [0.05, 0.1, 1.0])
 def test_info_nce_matches_loop(temperature):
     q, k = randn(6, 8, seed=6), randn(6, 8, seed=7)
-    assert info_nce_loss(q, k, temperature).item() == pytest.approx(loop_info_nce(q, k, temperature), rel=1e-9)
+    assert info_nce_loss(q, k, temperature).item() == pytest.approx(
+        loop_info_nce(q, k, temperature), rel=1e-9
+    )
 
 
 def test_info_nce_matches_cross_entropy_formula():
@@ -134,7 +147,9 @@ def test_info_nce_temperature_limits():
     # perfect positives: the loss goes to 0 as the temperature falls
     assert info_nce_loss(q, q, 0.01).item() < 1e-6
     # a huge temperature flattens every softmax to uniform: log N
-    assert info_nce_loss(q, randn(n, 16, seed=13), 1e6).item() == pytest.approx(math.log(n), rel=1e-5)
+    assert info_nce_loss(q, randn(n, 16, seed=13), 1e6).item() == pytest.approx(
+        math.log(n), rel=1e-5
+    )
 
 
 def test_info_nce_single_pair_is_zero():
@@ -155,7 +170,9 @@ def test_info_nce_gradient_reaches_a_learned_temperature():
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
 def test_nt_xent_matches_loop(temperature):
     z1, z2 = randn(5, 6, seed=18), randn(5, 6, seed=19)
-    assert nt_xent_loss(z1, z2, temperature).item() == pytest.approx(loop_nt_xent(z1, z2, temperature), rel=1e-9)
+    assert nt_xent_loss(z1, z2, temperature).item() == pytest.approx(
+        loop_nt_xent(z1, z2, temperature), rel=1e-9
+    )
 
 
 def test_nt_xent_symmetric_in_views_and_scale_invariant():
@@ -170,7 +187,9 @@ def test_nt_xent_masks_self_similarity_with_minus_infinity():
     removed (zeroing the self-similarity instead would leave 2N candidates: log 2N)."""
     n = 6
     z1 = randn(n, 8, seed=22)
-    assert nt_xent_loss(z1, randn(n, 8, seed=23), 1e6).item() == pytest.approx(math.log(2 * n - 1), rel=1e-5)
+    assert nt_xent_loss(z1, randn(n, 8, seed=23), 1e6).item() == pytest.approx(
+        math.log(2 * n - 1), rel=1e-5
+    )
     # identical views and a low temperature: each anchor is sure of its positive
     assert nt_xent_loss(z1, z1, 0.01).item() < 1e-6
 
@@ -238,7 +257,9 @@ def test_uniformity_large_t_does_not_underflow():
 
 
 def test_alignment_uniformity_single_pair():
-    alignment, uniformity = alignment_uniformity(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]))
+    alignment, uniformity = alignment_uniformity(
+        torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    )
     assert alignment.item() == pytest.approx(2.0)
     assert math.isnan(uniformity.item())
 
@@ -262,7 +283,10 @@ GOOD = torch.ones(3, 4)
         (lambda: cosine_similarity_matrix(torch.ones(4), GOOD), "a must be 2-D"),
         (lambda: cosine_similarity_matrix(GOOD, torch.ones(3, 5)), "same embedding width"),
         (lambda: cosine_similarity_matrix(torch.ones(0, 4), GOOD), "empty batch"),
-        (lambda: cosine_similarity_matrix(GOOD, torch.ones(3, 4, dtype=torch.long)), "floating-point"),
+        (
+            lambda: cosine_similarity_matrix(GOOD, torch.ones(3, 4, dtype=torch.long)),
+            "floating-point",
+        ),
         (lambda: cosine_similarity_matrix([[1.0]], GOOD), "torch.Tensor"),
         (lambda: info_nce_loss(GOOD, torch.ones(2, 4), 0.1), "same number of rows"),
         (lambda: info_nce_loss(GOOD, GOOD, 0.0), "temperature must be a positive"),

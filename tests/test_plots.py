@@ -22,7 +22,9 @@ def close_figures():
 
 def test_similarity_heatmap_draws_the_matrix():
     sim = torch.tensor([[1.0, -0.5], [0.2, 0.9], [0.0, 0.1]])
-    ax = plots.similarity_heatmap(sim, row_labels=["a", "b", "c"], col_labels=["x", "y"], annotate=True, title="t")
+    ax = plots.similarity_heatmap(
+        sim, row_labels=["a", "b", "c"], col_labels=["x", "y"], annotate=True, title="t"
+    )
     np.testing.assert_allclose(ax.images[0].get_array(), sim.numpy())
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
     assert len(ax.texts) == 6 and ax.get_title() == "t"
@@ -57,8 +59,9 @@ def test_project_2d_rejects_unknown_method():
 
 def test_embedding_scatter_one_group_per_label_with_palette():
     points = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [3.0, 1.0]])
-    ax = plots.embedding_scatter(points, torch.tensor([0, 1, 0, 1]), label_names=["red", "blue"],
-                                 palette={"red": "red"})
+    ax = plots.embedding_scatter(
+        points, torch.tensor([0, 1, 0, 1]), label_names=["red", "blue"], palette={"red": "red"}
+    )
     assert len(ax.collections) == 2
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["blue", "red"]
     red = next(c for c in ax.collections if c.get_label() == "red")
@@ -76,7 +79,9 @@ def test_image_grid_layout_and_captions():
     axes = fig.axes
     assert len(axes) == 6  # 2 rows x 3 columns, the last one blank
     assert [ax.get_title() for ax in axes[:5]] == [f"img {i}" for i in range(5)]
-    np.testing.assert_allclose(axes[0].images[0].get_array(), images[0].permute(1, 2, 0).numpy() / 255)
+    np.testing.assert_allclose(
+        axes[0].images[0].get_array(), images[0].permute(1, 2, 0).numpy() / 255
+    )
     assert not axes[5].images
     with pytest.raises(ValueError, match="N, 3, H, W"):
         plots.image_grid(torch.rand(3, 8, 8))

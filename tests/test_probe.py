@@ -44,10 +44,19 @@ def test_one_shot_probe_works():
 @pytest.mark.parametrize(
     "args, match",
     [
-        ((torch.ones(4, 2), torch.tensor([0, 1, 0]), torch.ones(2, 2), torch.tensor([0, 1])), "4 rows"),
-        ((torch.ones(4, 2), torch.tensor([0, 1, 0, 1]), torch.ones(2, 3), torch.tensor([0, 1])), "width"),
+        (
+            (torch.ones(4, 2), torch.tensor([0, 1, 0]), torch.ones(2, 2), torch.tensor([0, 1])),
+            "4 rows",
+        ),
+        (
+            (torch.ones(4, 2), torch.tensor([0, 1, 0, 1]), torch.ones(2, 3), torch.tensor([0, 1])),
+            "width",
+        ),
         ((torch.ones(4, 2), torch.zeros(4), torch.ones(2, 2), torch.tensor([0, 1])), "two classes"),
-        ((torch.ones(4), torch.tensor([0, 1, 0, 1]), torch.ones(2, 2), torch.tensor([0, 1])), "2-D"),
+        (
+            (torch.ones(4), torch.tensor([0, 1, 0, 1]), torch.ones(2, 2), torch.tensor([0, 1])),
+            "2-D",
+        ),
         ((torch.ones(4, 2), torch.ones(4, 1), torch.ones(2, 2), torch.tensor([0, 1])), "1-D"),
     ],
 )

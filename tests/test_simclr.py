@@ -10,7 +10,9 @@ from clipcourse.simclr import train_simclr
 
 
 def tiny_images(n=24, size=16, seed=0):
-    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def make_encoder(seed=0):
@@ -21,7 +23,9 @@ def make_encoder(seed=0):
 def test_train_simclr_updates_the_encoder_and_returns_one_loss_per_step():
     encoder = make_encoder()
     before = [p.detach().clone() for p in encoder.parameters()]
-    history = train_simclr(encoder, tiny_images(), steps=3, batch_size=8, temperature=0.5, progress=False)
+    history = train_simclr(
+        encoder, tiny_images(), steps=3, batch_size=8, temperature=0.5, progress=False
+    )
     assert len(history) == 3 and all(isinstance(v, float) for v in history)
     assert all(0 < v < 100 for v in history)
     assert any(not torch.equal(a, b) for a, b in zip(before, encoder.parameters()))
@@ -31,7 +35,9 @@ def test_train_simclr_updates_the_encoder_and_returns_one_loss_per_step():
 def test_train_simclr_is_reproducible_for_a_seed():
     images = tiny_images()
     runs = [
-        train_simclr(make_encoder(), images, steps=2, batch_size=6, temperature=0.2, seed=3, progress=False)
+        train_simclr(
+            make_encoder(), images, steps=2, batch_size=6, temperature=0.2, seed=3, progress=False
+        )
         for _ in range(2)
     ]
     assert runs[0] == pytest.approx(runs[1], rel=1e-5)
@@ -40,15 +46,28 @@ def test_train_simclr_is_reproducible_for_a_seed():
 def test_train_simclr_loss_falls_with_identical_views():
     """With an identity augmentation the task is easy: the loss must go down."""
     history = train_simclr(
-        make_encoder(), tiny_images(n=16), steps=12, batch_size=16, temperature=0.5,
-        transform=lambda image: image, lr=1e-2, progress=False,
+        make_encoder(),
+        tiny_images(n=16),
+        steps=12,
+        batch_size=16,
+        temperature=0.5,
+        transform=lambda image: image,
+        lr=1e-2,
+        progress=False,
     )
     assert sum(history[-3:]) / 3 < history[0]
 
 
 def test_train_simclr_stops_at_the_time_limit():
-    history = train_simclr(make_encoder(), tiny_images(), steps=50, batch_size=4, temperature=0.5,
-                           max_seconds=0.0, progress=False)
+    history = train_simclr(
+        make_encoder(),
+        tiny_images(),
+        steps=50,
+        batch_size=4,
+        temperature=0.5,
+        max_seconds=0.0,
+        progress=False,
+    )
     assert len(history) == 1
 
 

@@ -13,7 +13,9 @@ from autograder.mistakes import Mistake
 
 def _m(function: str, name: str, hint: str, body: str, args: str) -> Mistake:
     lines = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
-    return Mistake(function=function, name=name, hint=hint, code=f"def {function}({args}):\n{lines}\n")
+    return Mistake(
+        function=function, name=name, hint=hint, code=f"def {function}({args}):\n{lines}\n"
+    )
 
 
 def _cos(name: str, hint: str, body: str) -> Mistake:
@@ -163,7 +165,8 @@ return F.cross_entropy(sims, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]
     _ntx(
         "positive_is_self",
         "positive of view i is view i + N",
-        _NTX_SIMS + 'return F.cross_entropy(sims.masked_fill(self_mask, float("-inf")), torch.arange(2 * n))',
+        _NTX_SIMS
+        + 'return F.cross_entropy(sims.masked_fill(self_mask, float("-inf")), torch.arange(2 * n))',
     ),
     _ntx(
         "cross_view_negatives_only",
@@ -178,12 +181,14 @@ return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) /
     _ntx(
         "first_half_anchors_only",
         "use all 2N views as anchors",
-        _NTX_SIMS + 'return F.cross_entropy(sims.masked_fill(self_mask, float("-inf"))[:n], targets[:n])',
+        _NTX_SIMS
+        + 'return F.cross_entropy(sims.masked_fill(self_mask, float("-inf"))[:n], targets[:n])',
     ),
     _ntx(
         "sum_not_mean",
         "average over the 2N anchors (mean), do not sum",
-        _NTX_SIMS + 'return F.cross_entropy(sims.masked_fill(self_mask, float("-inf")), targets, reduction="sum")',
+        _NTX_SIMS
+        + 'return F.cross_entropy(sims.masked_fill(self_mask, float("-inf")), targets, reduction="sum")',
     ),
 ]
 
@@ -209,41 +214,57 @@ return alignment, uniformity
     _au(
         "alignment_not_squared",
         "alignment averages squared distances",
-        _AU_START + "alignment = (x - y).norm(dim=1).mean()\n" + _AU_UNIF + "return alignment, uniformity",
+        _AU_START
+        + "alignment = (x - y).norm(dim=1).mean()\n"
+        + _AU_UNIF
+        + "return alignment, uniformity",
     ),
     _au(
         "alignment_sum",
         "alignment is a mean over the N pairs, not a sum",
-        _AU_START + "alignment = (x - y).pow(2).sum()\n" + _AU_UNIF + "return alignment, uniformity",
+        _AU_START
+        + "alignment = (x - y).pow(2).sum()\n"
+        + _AU_UNIF
+        + "return alignment, uniformity",
     ),
     _au(
         "uniformity_includes_self_pairs",
         "leave out the i = j pairs",
-        _AU_START + _AU_ALIGN + "uniformity = torch.exp(-t * torch.cdist(x, x).pow(2)).mean().log()\n"
+        _AU_START
+        + _AU_ALIGN
+        + "uniformity = torch.exp(-t * torch.cdist(x, x).pow(2)).mean().log()\n"
         "return alignment, uniformity",
     ),
     _au(
         "uniformity_log_of_sum",
         "the log of the mean, not of the sum",
-        _AU_START + _AU_ALIGN + "uniformity = torch.exp(-t * torch.cdist(x, x).pow(2))[off_diagonal].sum().log()\n"
+        _AU_START
+        + _AU_ALIGN
+        + "uniformity = torch.exp(-t * torch.cdist(x, x).pow(2))[off_diagonal].sum().log()\n"
         "return alignment, uniformity",
     ),
     _au(
         "uniformity_mean_of_log",
         "average exp(-t d^2) first, then take the log",
-        _AU_START + _AU_ALIGN + "uniformity = (-t * torch.cdist(x, x).pow(2))[off_diagonal].mean()\n"
+        _AU_START
+        + _AU_ALIGN
+        + "uniformity = (-t * torch.cdist(x, x).pow(2))[off_diagonal].mean()\n"
         "return alignment, uniformity",
     ),
     _au(
         "uniformity_uses_z2",
         "uniformity compares z1 with itself",
-        _AU_START + _AU_ALIGN + "uniformity = torch.exp(-t * torch.cdist(x, y).pow(2))[off_diagonal].mean().log()\n"
+        _AU_START
+        + _AU_ALIGN
+        + "uniformity = torch.exp(-t * torch.cdist(x, y).pow(2))[off_diagonal].mean().log()\n"
         "return alignment, uniformity",
     ),
     _au(
         "uniformity_not_squared",
         "uniformity uses squared distances too",
-        _AU_START + _AU_ALIGN + "uniformity = torch.exp(-t * torch.cdist(x, x))[off_diagonal].mean().log()\n"
+        _AU_START
+        + _AU_ALIGN
+        + "uniformity = torch.exp(-t * torch.cdist(x, x))[off_diagonal].mean().log()\n"
         "return alignment, uniformity",
     ),
 ]

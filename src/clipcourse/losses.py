@@ -38,9 +38,13 @@ def _check_embeddings(x: torch.Tensor, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 2:
-        raise ValueError(f"{name} must be 2-D [N, D] (one row per example), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be 2-D [N, D] (one row per example), got shape {tuple(x.shape)}"
+        )
     if x.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); need at least one row")
+        raise ValueError(
+            f"{name} is an empty batch (shape {tuple(x.shape)}); need at least one row"
+        )
     if x.shape[1] == 0:
         raise ValueError(f"{name} has zero-width embeddings (shape {tuple(x.shape)})")
     if not x.is_floating_point():
@@ -110,7 +114,9 @@ def info_nce_loss(
     return F.cross_entropy(logits, targets)
 
 
-def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+def nt_xent_loss(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float | torch.Tensor
+) -> torch.Tensor:
     """SimCLR's NT-Xent loss over the ``2N`` views of a batch.
 
     ``z1[i]`` and ``z2[i]`` embed two augmented views of image ``i``. Stacking

@@ -31,7 +31,9 @@ def _numpy(x: torch.Tensor | np.ndarray | Sequence, name: str) -> np.ndarray:
     try:
         return np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be numeric (a tensor, array or list), got {type(x).__name__}") from None
+        raise ValueError(
+            f"{name} must be numeric (a tensor, array or list), got {type(x).__name__}"
+        ) from None
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
@@ -62,7 +64,10 @@ def similarity_heatmap(
     values = _numpy(sim, "sim")
     if values.ndim != 2:
         raise ValueError(f"sim must be a 2-D matrix, got shape {values.shape}")
-    for labels, size, name in ((row_labels, values.shape[0], "row_labels"), (col_labels, values.shape[1], "col_labels")):
+    for labels, size, name in (
+        (row_labels, values.shape[0], "row_labels"),
+        (col_labels, values.shape[1], "col_labels"),
+    ):
         if labels is not None and len(labels) != size:
             raise ValueError(f"{name} has {len(labels)} entries for {size} {name.split('_')[0]}s")
     ax = _axes(ax, (5, 4.5))
@@ -138,7 +143,9 @@ def project_2d(
         from sklearn.manifold import TSNE
 
         perplexity = min(30.0, (len(values) - 1) / 3)
-        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(values)
+        return TSNE(
+            n_components=2, perplexity=perplexity, init="pca", random_state=seed
+        ).fit_transform(values)
     raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
 
 
@@ -148,7 +155,7 @@ def embedding_scatter(
     *,
     ax: Axes | None = None,
     label_names: Sequence[str] | None = None,
-    palette: Mapping[str, str] | None = None,
+    palette: Mapping[str, str | tuple[float, ...]] | None = None,
     title: str | None = None,
     size: float = 12,
 ) -> Axes:
@@ -161,7 +168,9 @@ def embedding_scatter(
     """
     xy = _numpy(points, "points")
     if xy.ndim != 2 or xy.shape[1] != 2:
-        raise ValueError(f"points must be [N, 2] (project wider embeddings with project_2d), got shape {xy.shape}")
+        raise ValueError(
+            f"points must be [N, 2] (project wider embeddings with project_2d), got shape {xy.shape}"
+        )
     raw = labels.detach().cpu().tolist() if isinstance(labels, torch.Tensor) else list(labels)
     if len(raw) != len(xy):
         raise ValueError(f"labels has {len(raw)} entries for {len(xy)} points")
@@ -173,9 +182,13 @@ def embedding_scatter(
         mask = np.array([n == name for n in names])
         colour = palette.get(str(name)) if palette is not None else None
         ax.scatter(
-            xy[mask, 0], xy[mask, 1], s=size, label=str(name),
+            xy[mask, 0],
+            xy[mask, 1],
+            s=size,
+            label=str(name),
             color=colour if colour is not None else cycle(index % cycle.N),
-            alpha=0.8, edgecolors="none",
+            alpha=0.8,
+            edgecolors="none",
         )
     ax.legend(fontsize=8, markerscale=1.5, loc="best", framealpha=0.7)
     ax.set_xticks([])
@@ -220,7 +233,9 @@ def image_grid(
         if index >= n:
             continue
         picture = np.clip(array[index].transpose(1, 2, 0), 0.0, 1.0)
-        ax.imshow(picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1)
+        ax.imshow(
+            picture.squeeze(-1) if picture.shape[-1] == 1 else picture, cmap="gray", vmin=0, vmax=1
+        )
         if captions is not None:
             ax.set_title(captions[index], fontsize=fontsize, wrap=True)
     if title:

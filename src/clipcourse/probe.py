@@ -44,7 +44,9 @@ def extract_features(
     representation before a projection head (SimCLR found it linearly richer).
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError(f"images must be a [N, 3, H, W] tensor, got {getattr(images, 'shape', type(images))}")
+        raise ValueError(
+            f"images must be a [N, 3, H, W] tensor, got {getattr(images, 'shape', type(images))}"
+        )
     if len(images) == 0:
         raise ValueError("images is empty")
     if batch_size < 1:
@@ -68,14 +70,22 @@ def extract_features(
 
 
 def _labels_array(labels: torch.Tensor | np.ndarray | list[int], name: str) -> np.ndarray:
-    array = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    array = (
+        labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    )
     if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one class index per example), got shape {array.shape}")
+        raise ValueError(
+            f"{name} must be 1-D (one class index per example), got shape {array.shape}"
+        )
     return array
 
 
 def _features_array(features: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
-    array = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+    array = (
+        features.detach().cpu().numpy()
+        if isinstance(features, torch.Tensor)
+        else np.asarray(features)
+    )
     if array.ndim != 2 or len(array) == 0:
         raise ValueError(f"{name} must be a non-empty 2-D [N, D] array, got shape {array.shape}")
     return array.astype(np.float64)
@@ -96,14 +106,22 @@ def linear_probe(
     regularisation strength ``C`` means the same for every encoder. Works with
     as few as one example per class (k-shot probes); needs at least two classes.
     """
-    x_train, x_test = _features_array(train_feats, "train_feats"), _features_array(test_feats, "test_feats")
-    y_train, y_test = _labels_array(train_labels, "train_labels"), _labels_array(test_labels, "test_labels")
+    x_train, x_test = (
+        _features_array(train_feats, "train_feats"),
+        _features_array(test_feats, "test_feats"),
+    )
+    y_train, y_test = (
+        _labels_array(train_labels, "train_labels"),
+        _labels_array(test_labels, "test_labels"),
+    )
     if len(x_train) != len(y_train):
         raise ValueError(f"train_feats has {len(x_train)} rows but train_labels has {len(y_train)}")
     if len(x_test) != len(y_test):
         raise ValueError(f"test_feats has {len(x_test)} rows but test_labels has {len(y_test)}")
     if x_train.shape[1] != x_test.shape[1]:
-        raise ValueError(f"train and test features differ in width: {x_train.shape[1]} vs {x_test.shape[1]}")
+        raise ValueError(
+            f"train and test features differ in width: {x_train.shape[1]} vs {x_test.shape[1]}"
+        )
     if len(np.unique(y_train)) < 2:
         raise ValueError("train_labels must contain at least two classes")
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
@@ -115,7 +133,9 @@ def linear_probe(
     return float((predictions == y_test).mean())
 
 
-def k_shot_indices(labels: torch.Tensor | np.ndarray | list[int], k: int, seed: int = 0) -> torch.Tensor:
+def k_shot_indices(
+    labels: torch.Tensor | np.ndarray | list[int], k: int, seed: int = 0
+) -> torch.Tensor:
     """Indices of ``k`` examples of every class present in ``labels``, drawn at random (sorted).
 
     Deterministic for a ``seed``. A class with fewer than ``k`` examples raises

@@ -51,7 +51,9 @@ def train_simclr(
     from clipcourse.data import simclr_augment, two_view_batch  # lazy: keep this module light
 
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError(f"images must be a [N, 3, H, W] tensor, got {getattr(images, 'shape', type(images))}")
+        raise ValueError(
+            f"images must be a [N, 3, H, W] tensor, got {getattr(images, 'shape', type(images))}"
+        )
     if images.dtype == torch.uint8:
         images = images.float() / 255.0
     elif not images.is_floating_point():
