@@ -87,3 +87,12 @@ def test_image_grid_layout_and_captions():
         plots.image_grid(torch.rand(3, 8, 8))
     with pytest.raises(ValueError, match="captions has 1"):
         plots.image_grid(torch.rand(2, 3, 4, 4), ["one"])
+
+
+def test_html_table_escapes_and_checks_widths():
+    html = plots.html_table(["name", "value"], [["a<b", "1.0%"], ["c", 2]], caption="t & u")
+    assert html.startswith("<table><caption>t &amp; u</caption><thead><tr><th>name</th>")
+    assert "<td>a&lt;b</td><td>1.0%</td>" in html and "<td>2</td>" in html
+    assert html.count("<tr>") == 3
+    with pytest.raises(ValueError, match="row 1 has 1 cells"):
+        plots.html_table(["a", "b"], [["x", "y"], ["z"]])

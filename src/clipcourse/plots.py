@@ -3,7 +3,8 @@
 Each function draws one kind of figure, stands alone (no shared state), takes
 an optional ``ax`` to draw into, and returns the ``Axes`` (or ``Figure``) so a
 lesson can add to it. Nothing here calls ``plt.show()``. Tensors and arrays
-are both accepted.
+are both accepted. :func:`html_table` renders result tables (HTML, unlike a
+Markdown table, renders the same in Jupyter, Colab and the built book).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 
 __all__ = [
     "embedding_scatter",
+    "html_table",
     "image_grid",
     "loss_curve",
     "project_2d",
@@ -242,3 +244,23 @@ def image_grid(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def html_table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], *, caption: str | None = None
+) -> str:
+    """An HTML table of ``rows`` under ``header`` (cells are escaped); display it with
+    ``IPython.display.HTML``. Format numbers before passing them in (``f"{x:.1%}"``).
+    """
+    from html import escape
+
+    width = len(header)
+    for index, row in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"row {index} has {len(row)} cells but the header has {width}")
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    title = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
