@@ -13,7 +13,6 @@ SUBMISSIONS ?=
 OUT ?= _grading
 # Threads per process: 2-core laptops and CI machines.
 export OMP_NUM_THREADS ?= 2
-export MPLBACKEND ?= Agg
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
 .PHONY: setup book test release grade lab clean

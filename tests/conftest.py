@@ -11,7 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `autograder` is a folder of the repo, not an installed package
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")  # in-process plotting tests; not exported, so notebook kernels keep inline figures
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,9 @@ def test_raises_check():
         (torch.tensor([float("nan")]), torch.tensor([float("nan")]), False),
         (np.ones(2), [1.0, 1.0], True),
         ("text", torch.ones(1), False),
+        (torch.tensor([1.0]), torch.tensor([float("inf")]), False),
+        (torch.tensor([float("inf")]), torch.tensor([float("inf")]), True),
+        (torch.tensor([float("-inf")]), torch.tensor([float("inf")]), False),
     ],
 )
 def test_values_close(a, b, ok):

@@ -82,7 +82,8 @@ def built_book(tmp_path_factory):
         [str(jb), "build", str(REPO), "--path-output", str(out), "--warningiserror", "--keep-going"],
         capture_output=True,
         text=True,
-        env={**os.environ, "MPLBACKEND": "Agg"},
+        # no MPLBACKEND: the kernels' inline backend must capture the lessons' figures
+        env={k: v for k, v in os.environ.items() if k != "MPLBACKEND"},
     )
     seconds = time.perf_counter() - start
     assert result.returncode == 0, f"book build failed after {seconds:.0f} s:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"

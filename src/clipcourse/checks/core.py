@@ -38,7 +38,12 @@ def values_close(actual: Any, expected: Any, *, atol: float = 1e-5, rtol: float 
     if shape_a != shape_b:
         return False
     for x, y in zip(a, b, strict=True):
-        if math.isnan(x) or math.isnan(y) or abs(x - y) > atol + rtol * abs(y):
+        if math.isnan(x) or math.isnan(y):
+            return False
+        if math.isinf(x) or math.isinf(y):
+            if x != y:  # inf - inf is nan and |x - inf| <= rtol * inf: compare infinities exactly
+                return False
+        elif abs(x - y) > atol + rtol * abs(y):
             return False
     return True
 
