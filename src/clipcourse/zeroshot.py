@@ -183,7 +183,7 @@ def _encode(encode_text: EncodeText, texts: list[str], batch_size: int) -> torch
             raise ValueError(
                 f"encode_text must return a [n, D] tensor for n texts; got {got} for n={len(batch)}"
             )
-        chunks.append(F.normalize(feats.detach().float(), dim=-1))
+        chunks.append(F.normalize(feats.detach().float().cpu(), dim=-1))
     return torch.cat(chunks)
 
 
