@@ -134,9 +134,11 @@ class MiniCLIPConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> MiniCLIPConfig:
-        return cls(**values)
+    @staticmethod
+    def from_dict(values: dict) -> MiniCLIPConfig:
+        # A staticmethod, not a classmethod: clipcourse.grading.protect snapshots class members by
+        # identity, and a classmethod gives a new bound object on every attribute access.
+        return MiniCLIPConfig(**values)
 
     def hash(self) -> str:
         """A short hash that is stable across runs and machines (sorted JSON, SHA-256)."""

@@ -99,9 +99,11 @@ class History:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> History:
-        return cls(**values)
+    @staticmethod
+    def from_dict(values: dict) -> History:
+        # A staticmethod, not a classmethod: clipcourse.grading.protect snapshots class members by
+        # identity, and a classmethod gives a new bound object on every attribute access.
+        return History(**values)
 
     def __len__(self) -> int:
         return len(self.loss)
