@@ -281,6 +281,26 @@ def test_evaluate_templates_matches_direct_computation():
         table.family("missing")
 
 
+def test_select_templates_ranks_on_validation_accuracy():
+    feats, labels = _labelled_features(encode_random, CLASSES)  # drawn around the "a {}" prompts
+    candidates = ["a photo of a {}.", "a {}", "{} here", "a drawing of a {}."]
+    chosen = zeroshot.select_templates(encode_random, feats, labels, CLASSES, candidates, top=2)
+    assert chosen[0] == "a {}" and len(chosen) == 2
+    scores = [
+        evaluate_templates(encode_random, feats, labels, CLASSES, {"t": [t]}).families[0]["top1"]
+        for t in candidates
+    ]
+    assert scores[candidates.index(chosen[1])] == max(
+        s for t, s in zip(candidates, scores, strict=True) if t != "a {}"
+    )
+    assert (
+        zeroshot.select_templates(encode_random, feats, labels, CLASSES, candidates, top=4)[0]
+        == "a {}"
+    )
+    with pytest.raises(ValueError, match="top must be"):
+        zeroshot.select_templates(encode_random, feats, labels, CLASSES, candidates, top=5)
+
+
 def test_evaluate_templates_default_families_run():
     feats, labels = _labelled_features(encode_random, CLASSES)
     table = evaluate_templates(encode_random, feats, labels, CLASSES)
@@ -308,6 +328,8 @@ def test_bag_of_words_cannot_bind_but_an_order_aware_encoder_can():
     assert bow["ties"] == 1.0 and bow["true_wins"] == 0.0 and bow["n"] == 2
     ordered = attribute_binding_accuracy(encode_random(true).float(), encode_random, pairs)
     assert ordered["true_wins"] == 1.0 and ordered["mean_margin"] > 0
+    assert len(ordered["margins"]) == 2 and min(ordered["margins"]) > 0
+    assert np.mean(ordered["margins"]) == pytest.approx(ordered["mean_margin"], abs=1e-6)
     with pytest.raises(ValueError, match="pairs for"):
         attribute_binding_accuracy(torch.randn(3, D), encode_random, pairs)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import string
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ __all__ = [
     "hashed_text_encoder",
     "k_shot_probe_curve",
     "nearest_other_class",
+    "select_templates",
     "skimage_photos",
     "swapped_caption",
     "template_slots",
@@ -472,6 +474,37 @@ def evaluate_templates(
     return table
 
 
+@torch.no_grad()
+def select_templates(
+    encode_text: EncodeText,
+    image_features: torch.Tensor,
+    labels: torch.Tensor,
+    classnames: Sequence[str],
+    templates: Sequence[str],
+    top: int,
+    *,
+    contrast: str = "nearest",
+) -> list[str]:
+    """The ``top`` templates with the best zero-shot top-1 on a *validation* set, best first.
+
+    Choosing prompts on the test images would report an optimistic accuracy
+    (the CLIP authors flag the same risk for their own prompt engineering); choose
+    them on held-out labelled data, then evaluate the chosen ensemble on the test set.
+    Ties keep the order of ``templates``.
+    """
+    templates = _check_templates(templates)
+    if not 1 <= top <= len(templates):
+        raise ValueError(
+            f"top must be between 1 and {len(templates)} (the number of templates), got {top}"
+        )
+    scores = []
+    for template in templates:
+        weights = build_zero_shot_weights(encode_text, classnames, [template], contrast=contrast)
+        scores.append(top_k_accuracy(zero_shot_logits(image_features, weights, 1.0), labels, 1))
+    order = sorted(range(len(templates)), key=lambda i: (-scores[i], i))
+    return [templates[i] for i in order[:top]]
+
+
 # -- k-shot linear probe ------------------------------------------------------------
 def k_shot_probe_curve(
     train_features: torch.Tensor,
@@ -499,15 +532,18 @@ def k_shot_probe_curve(
         accs = []
         for seed in seeds:
             idx = torch.as_tensor(probe.k_shot_indices(train_labels, k, seed))
-            accs.append(
-                probe.linear_probe(
-                    train_features[idx],
-                    train_labels[idx],
-                    test_features,
-                    test_labels,
-                    **probe_kwargs,
+            # 1-shot probes have as many classes as samples, which sklearn warns about; that is the point.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The number of unique classes is greater")
+                accs.append(
+                    probe.linear_probe(
+                        train_features[idx],
+                        train_labels[idx],
+                        test_features,
+                        test_labels,
+                        **probe_kwargs,
+                    )
                 )
-            )
         curve[int(k)] = float(np.mean(accs))
     return curve
 
@@ -540,7 +576,8 @@ def attribute_binding_accuracy(
     """How often the true two-object caption beats its colour-swapped twin.
 
     ``pairs[i]`` = (colours, shapes) of image i's two objects. Returns the win
-    rate (0.5 is chance: a bag of words), the tie rate, and the mean cosine margin.
+    rate (0.5 is chance: a bag of words), the tie rate, the mean cosine margin
+    and every image's margin (cosine with the true caption minus the swapped one).
     """
     if len(pairs) != image_features.shape[0]:
         raise ValueError(
@@ -562,6 +599,7 @@ def attribute_binding_accuracy(
         "ties": float((margin == 0).float().mean()),
         "mean_margin": float(margin.mean()),
         "n": len(pairs),
+        "margins": margin.tolist(),
     }
 
 
