@@ -405,7 +405,7 @@ class TemplateTable:
             f"<td>{r['top5']:.{digits}f}</td><td><code>{escape(r['example'])}</code></td></tr>"
             for r in self.families
         ]
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
     def to_markdown(self, digits: int = 3) -> str:
         lines = ["| family | templates | top-1 | top-5 | example |", "|---|---|---|---|---|"]
