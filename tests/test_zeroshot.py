@@ -179,6 +179,8 @@ def test_template_helpers():
             assert template_slots(t) == (2 if family == "contrastive" else 1)
     assert set(zeroshot.ENSEMBLE_FAMILIES) <= set(TEMPLATE_FAMILIES)
     assert len(TEMPLATE_FAMILIES["ensemble"]) >= 5
+    assert len(zeroshot.PHOTO_TEMPLATES) == len(set(zeroshot.PHOTO_TEMPLATES)) == 18
+    assert all(template_slots(t) == 1 for t in zeroshot.PHOTO_TEMPLATES)
 
 
 # -- probabilities -------------------------------------------------------------------

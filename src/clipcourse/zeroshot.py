@@ -29,6 +29,7 @@ import torch.nn.functional as F
 __all__ = [
     "CONTRASTS",
     "ENSEMBLE_FAMILIES",
+    "PHOTO_TEMPLATES",
     "SKIMAGE_PHOTOS",
     "TEMPLATE_FAMILIES",
     "TemplateTable",
@@ -78,6 +79,29 @@ ENSEMBLE_FAMILIES: tuple[str, ...] = (
     "task",
 )
 TEMPLATE_FAMILIES["ensemble"] = [t for f in ENSEMBLE_FAMILIES for t in TEMPLATE_FAMILIES[f]]
+
+#: The 18 CIFAR-10 templates of CLIP's evaluation (as in open_clip's ``zero_shot_metadata``),
+#: for the optional pretrained-CLIP path on real photos.
+PHOTO_TEMPLATES: list[str] = [
+    "a photo of a {}.",
+    "a blurry photo of a {}.",
+    "a black and white photo of a {}.",
+    "a low contrast photo of a {}.",
+    "a high contrast photo of a {}.",
+    "a bad photo of a {}.",
+    "a good photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a big {}.",
+    "a photo of the {}.",
+    "a blurry photo of the {}.",
+    "a black and white photo of the {}.",
+    "a low contrast photo of the {}.",
+    "a high contrast photo of the {}.",
+    "a bad photo of the {}.",
+    "a good photo of the {}.",
+    "a photo of the small {}.",
+    "a photo of the big {}.",
+]
 
 #: How the second slot of a two-slot (contrastive) template is filled:
 #: "nearest" -- the other class whose bare name embeds closest to this class's name
