@@ -50,14 +50,15 @@ def main() -> dict:
     raw = zeroshot.zero_shot_probabilities(feats, weights, 1.0)
     scaled = zeroshot.zero_shot_probabilities(feats, weights, scale)
 
+    encode_text = zeroshot.cached_text_encoder(clip.encode_text)
     val = world.split("val")
     chosen = zeroshot.select_templates(
-        clip.encode_text, probe.extract_features(clip.encode_image, val.images), val.labels(),
+        encode_text, probe.extract_features(clip.encode_image, val.images), val.labels(),
         classnames, zeroshot.TEMPLATE_FAMILIES["ensemble"], top=4,
     )  # fmt: skip
     families = {**zeroshot.TEMPLATE_FAMILIES, "ensemble (val top-4)": chosen}
     table = zeroshot.evaluate_templates(
-        clip.encode_text, feats, labels, classnames, families, logit_scale=scale
+        encode_text, feats, labels, classnames, families, logit_scale=scale
     )
     val_best = next(r for r in table.singles if r["template"] == chosen[0])
     table_all = zeroshot.evaluate_templates(

@@ -474,3 +474,36 @@ def test_classify_dataset_with_a_torchvision_dataset(tiny_hf_clip):
     torch.testing.assert_close(probs, alone)
     with pytest.raises(ValueError, match="no examples"):
         zeroshot.classify_dataset(tiny_hf_clip, data, names, limit=0)
+
+
+def test_cached_text_encoder_encodes_each_prompt_once():
+    calls = []
+
+    def counting(texts):
+        calls.append(list(texts))
+        return encode_random(texts)
+
+    cached = zeroshot.cached_text_encoder(counting)
+    a = cached(["x", "y", "x"])
+    torch.testing.assert_close(a, encode_random(["x", "y", "x"]))
+    b = cached(["y", "z"])
+    torch.testing.assert_close(b, encode_random(["y", "z"]))
+    assert calls == [["x", "y"], ["z"]]
+    assert zeroshot.cached_text_encoder(cached) is cached
+    with pytest.raises(ValueError, match="empty"):
+        cached([])
+
+    # evaluate_templates encodes every distinct prompt once, and gives the same table as without the cache
+    calls.clear()
+    feats, labels = _labelled_features(encode_random, CLASSES)
+    table = evaluate_templates(counting, feats, labels, CLASSES)
+    encoded = [t for call in calls for t in call]
+    assert len(encoded) == len(set(encoded))
+    plain = [
+        top_k_accuracy(
+            zero_shot_logits(feats, build_zero_shot_weights(encode_random, CLASSES, ts), 1.0),
+            labels,
+        )
+        for ts in TEMPLATE_FAMILIES.values()
+    ]
+    assert [r["top1"] for r in table.families] == plain

@@ -36,6 +36,7 @@ __all__ = [
     "attribute_binding_accuracy",
     "build_zero_shot_weights",
     "classify_dataset",
+    "cached_text_encoder",
     "classify_images",
     "evaluate_templates",
     "fill_template",
@@ -131,6 +132,46 @@ def hashed_text_encoder(dim: int = 16, seed: int = 0) -> EncodeText:
         return torch.stack(rows) if rows else torch.empty(0, dim)
 
     return encode_text
+
+
+def cached_text_encoder(encode_text: EncodeText) -> EncodeText:
+    """Wrap ``encode_text`` so every distinct string is encoded once (a cache of hot prompts).
+
+    Comparing template families re-encodes the same prompts many times (each
+    family, each single template, the ensemble); with the cache each prompt
+    costs one pass of the text encoder. Only the missing texts of a call are
+    sent to ``encode_text``, in one batch. The cache holds detached CPU tensors.
+    """
+    if hasattr(encode_text, "cache"):
+        return encode_text  # already cached
+    cache: dict[str, torch.Tensor] = {}
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        if isinstance(texts, str):
+            raise ValueError(f"encode_text takes a list of strings, got the string {texts!r}")
+        texts = list(texts)
+        if not texts:
+            raise ValueError("texts is empty: nothing to encode")
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            feats = encode_text(missing)
+            if (
+                not isinstance(feats, torch.Tensor)
+                or feats.dim() != 2
+                or feats.shape[0] != len(missing)
+            ):
+                got = (
+                    tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
+                )
+                raise ValueError(
+                    f"encode_text must return a [n, D] tensor for n texts; got {got} for n={len(missing)}"
+                )
+            for text, row in zip(missing, feats.detach().cpu(), strict=True):
+                cache[text] = row
+        return torch.stack([cache[t] for t in texts])
+
+    encode.cache = cache  # type: ignore[attr-defined]
+    return encode
 
 
 # -- templates ------------------------------------------------------------------------
@@ -463,6 +504,7 @@ def evaluate_templates(
     if not families:
         raise ValueError("families is empty: pass a mapping family -> list of templates")
     names = _check_classnames(classnames)
+    encode_text = cached_text_encoder(encode_text)  # families share prompts: encode each once
     k5 = min(5, len(names))
     table = TemplateTable()
     cache: dict[str, torch.Tensor] = {}
@@ -517,6 +559,7 @@ def select_templates(
     Ties keep the order of ``templates``.
     """
     templates = _check_templates(templates)
+    encode_text = cached_text_encoder(encode_text)
     if not 1 <= top <= len(templates):
         raise ValueError(
             f"top must be between 1 and {len(templates)} (the number of templates), got {top}"
