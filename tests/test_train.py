@@ -47,8 +47,6 @@ def test_train_step_zeroes_steps_and_clamps():
     images, ids, mask = _data(4, 1)
     ids, mask = ids[:, 0], mask[:, 0]
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with torch.no_grad():
-        expected = clip_loss(model(images, ids, mask)[0]).item()
     for p in model.parameters():  # stale gradients that a correct step must discard
         p.grad = torch.full_like(p, 1e3)
     with torch.no_grad():
@@ -136,3 +134,16 @@ def test_checkpoint_round_trip(tmp_path):
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a MiniCLIP checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_cpu_threads_back_off_on_a_busy_machine(monkeypatch):
+    from clipcourse import train
+
+    monkeypatch.setattr(train.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(train.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert train.cpu_threads(2) == 2 and train.cpu_threads(1) == 1
+    monkeypatch.setattr(train.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    assert train.cpu_threads(2) == 1
+    monkeypatch.setattr(train.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
+    assert train.cpu_threads(2) == 1

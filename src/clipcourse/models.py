@@ -116,7 +116,7 @@ class MiniCLIPConfig:
     embed_dim: int = 64  #: the shared image–text space
     image_encoder: str = "cnn"  #: ``"cnn"`` (SmallCNN, 32×32) or ``"resnet18"`` (larger images)
     image_size: int = 32
-    image_width: int = 32  #: SmallCNN base width (features: ``4 * image_width``)
+    image_width: int = 16  #: SmallCNN base width (features: ``4 * image_width``)
     text_width: int = 64
     text_layers: int = 2
     text_heads: int = 2
@@ -127,6 +127,8 @@ class MiniCLIPConfig:
             raise ValueError(f"image_encoder must be 'cnn' or 'resnet18', got {self.image_encoder!r}")
         if self.text_width % self.text_heads:
             raise ValueError(f"text_width={self.text_width} must be divisible by text_heads={self.text_heads}")
+        if self.image_width > 8 and self.image_width % 8:
+            raise ValueError(f"image_width must be at most 8 or a multiple of 8 (GroupNorm groups), got {self.image_width}")
         for name in ("vocab_size", "context_length", "embed_dim", "image_size", "image_width", "text_width", "text_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

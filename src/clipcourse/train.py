@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "History",
     "TrainConfig",
     "cosine_schedule",
+    "cpu_threads",
     "load_checkpoint",
     "make_optimizer",
     "save_checkpoint",
@@ -58,7 +60,7 @@ def train_step(
 class TrainConfig:
     """How a MiniCLIP is trained on Shapes world; part of the cache key of trained weights."""
 
-    steps: int = 600
+    steps: int = 450
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -66,10 +68,13 @@ class TrainConfig:
     seed: int = 0
     world_seed: int = 0  #: ShapesWorld(seed=...) the training images come from
     n_train: int = 5000  #: training images (each has 5 captions)
-    num_threads: int = 2  #: CPU threads (the course assumes a 2-core laptop)
+    num_threads: int = 2  #: at most this many CPU threads (the course assumes a 2-core laptop)
     #: Chance that an image is shown in grey with a caption that names no colour. It makes shape
     #: features colour-blind, which is what lets the model recognise unseen colour×shape pairs.
-    grayscale_p: float = 0.0
+    grayscale_p: float = 1.0
+    #: How colour becomes grey: "mean" of the channels, or "random" channel weights per image
+    #: (a different colour-blind view each time, so shape features cannot key on one channel).
+    grayscale_mix: str = "mean"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "n_train", "num_threads"):
@@ -79,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.grayscale_p <= 1.0:
             raise ValueError(f"grayscale_p must be in [0, 1], got {self.grayscale_p}")
+        if self.grayscale_mix not in ("mean", "random"):
+            raise ValueError(f"grayscale_mix must be 'mean' or 'random', got {self.grayscale_mix!r}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -95,6 +102,7 @@ class History:
     lr: list[float] = field(default_factory=list)
     train_s: float = 0.0  #: wall-clock seconds of the loop
     device: str = "cpu"
+    threads: int = 0  #: CPU threads used (0: not recorded)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,6 +115,21 @@ class History:
 
     def __len__(self) -> int:
         return len(self.loss)
+
+
+def cpu_threads(limit: int = 2) -> int:
+    """Threads for CPU training: at most ``limit``, fewer when other processes keep the cores busy.
+
+    Two threads on two cores that another process is using are far slower than one
+    (each thread waits for the other at every parallel region), so the 1-minute load
+    average decides. The result does not change the trained weights, only the speed.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        free = cores - os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows)
+        free = cores
+    return max(1, min(limit, torch.get_num_threads(), int(free + 0.5)))
 
 
 def cosine_schedule(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -179,7 +202,7 @@ def train_clip(
 
     threads = torch.get_num_threads()
     if device.type == "cpu":
-        torch.set_num_threads(min(threads, config.num_threads))
+        torch.set_num_threads(cpu_threads(config.num_threads))
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device).train()
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
@@ -190,7 +213,7 @@ def train_clip(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     images, input_ids, attention_mask = images.to(device), input_ids.to(device), attention_mask.to(device)
 
-    history = History(device=str(device))
+    history = History(device=str(device), threads=torch.get_num_threads() if device.type == "cpu" else 0)
     order = torch.randperm(n, generator=generator)
     cursor = 0
     start = time.perf_counter()
@@ -207,8 +230,14 @@ def train_clip(
                 to_grey = (torch.rand(len(idx), generator=generator) < config.grayscale_p) & (free_count[idx] > 0)
                 free_caption = torch.multinomial(free_weights[idx], 1, generator=generator).squeeze(1)
                 caption = torch.where(to_grey, free_caption, caption)
+                if config.grayscale_mix == "random":  # Dirichlet(1, 1, 1) weights over R, G, B
+                    w = -torch.rand(len(idx), 3, generator=generator).clamp_min(1e-6).log()
+                    w = (w / w.sum(1, keepdim=True)).to(device)
+                else:
+                    w = torch.full((len(idx), 3), 1 / 3, device=device)
+                grey_images = (batch_images * w[:, :, None, None]).sum(1, keepdim=True).expand_as(batch_images)
                 g = to_grey.to(device)[:, None, None, None]
-                batch_images = torch.where(g, batch_images.mean(1, keepdim=True).expand_as(batch_images), batch_images)
+                batch_images = torch.where(g, grey_images, batch_images)
             ids = input_ids[idx.to(device), caption.to(device)]
             mask = attention_mask[idx.to(device), caption.to(device)]
             width = max(int(mask.sum(1).max()), 1)  # drop all-padding columns: exact with a masked mean
