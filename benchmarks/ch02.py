@@ -62,6 +62,7 @@ def main() -> dict:
         "zeroshot_unseen_top1_period": round(zeroshot["a photo of a {}."], 4),
         "zeroshot_test_top1": round(seen_test, 4),
         "config_hash": clip.config.hash(),
+        "cache_folder": clip.path.name if clip.path else None,
         "device": history.device,
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),

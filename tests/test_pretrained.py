@@ -140,3 +140,22 @@ def test_vocab_larger_than_config_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="vocab_size"):
         mini_clip(MiniCLIPConfig(vocab_size=50, image_width=4, text_width=8, text_layers=1, embed_dim=8),
                   train_config=TRAIN, cache_dir=tmp_path, progress=False)
+
+
+def test_training_data_full_stops_and_colour_free_captions():
+    from clipcourse.data import ShapesWorld
+    from clipcourse.pretrained import training_data
+
+    tok = shapes_tokenizer()
+    period = tok.convert_tokens_to_ids(".")
+    for p, want in [(0.0, 0), (1.0, 1)]:
+        images, ids, mask, free = training_data(CFG, TrainConfig(n_train=12, full_stop_p=p), tok)
+        assert images.shape == (12, 3, 32, 32) and images.dtype == torch.float32
+        assert ids.shape[:2] == mask.shape[:2] == free.shape == (12, 5)
+        last = ids.gather(2, (mask.sum(2, keepdim=True) - 2)).squeeze(2)  # the token before [SEP]
+        assert ((last == period).float().mean() == want), p
+    split = ShapesWorld(seed=0).split("train", n=12)
+    assert free.tolist() == [["colour" not in c.mentioned for c in caps] for caps in split.captions]
+    _, ids_half, _, _ = training_data(CFG, TrainConfig(n_train=12, full_stop_p=0.5), tok)
+    _, again, _, _ = training_data(CFG, TrainConfig(n_train=12, full_stop_p=0.5), tok)
+    assert torch.equal(ids_half, again)  # seeded

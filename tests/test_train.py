@@ -139,11 +139,21 @@ def test_checkpoint_round_trip(tmp_path):
 def test_cpu_threads_back_off_on_a_busy_machine(monkeypatch):
     from clipcourse import train
 
-    monkeypatch.setattr(train.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    for idle, want in [(1.95, 2), (1.6, 2), (1.1, 1), (0.2, 1)]:
+        monkeypatch.setattr(train, "_idle_cores", lambda idle=idle: idle)
+        assert train.cpu_threads(2) == want, idle
+    assert train.cpu_threads(1) == 1
+    monkeypatch.setattr(train, "_idle_cores", lambda: None)  # no /proc/stat: the load average decides
+    monkeypatch.setattr(train.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(train.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
-    assert train.cpu_threads(2) == 2 and train.cpu_threads(1) == 1
-    monkeypatch.setattr(train.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    assert train.cpu_threads(2) == 2
+    monkeypatch.setattr(train.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
     assert train.cpu_threads(2) == 1
-    monkeypatch.setattr(train.os, "getloadavg", lambda: (6.0, 6.0, 6.0))
-    assert train.cpu_threads(2) == 1
+
+
+def test_idle_cores_reads_proc_stat():
+    from clipcourse import train
+
+    idle = train._idle_cores(0.05)
+    assert idle is None or 0.0 <= idle <= (train.os.cpu_count() or 1) + 1e-6

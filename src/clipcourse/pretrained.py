@@ -31,7 +31,7 @@ from clipcourse.models import MiniCLIP, MiniCLIPConfig
 from clipcourse.text import load_tokenizer, shapes_tokenizer, tokenize
 from clipcourse.train import History, TrainConfig, load_checkpoint, save_checkpoint, train_clip
 
-__all__ = ["PretrainedMiniCLIP", "cache_key", "default_cache_dir", "mini_clip", "train_shapes_clip"]
+__all__ = ["PretrainedMiniCLIP", "cache_key", "default_cache_dir", "mini_clip", "train_shapes_clip", "training_data"]
 
 _MODEL_FILE = "model.pt"
 _META_FILE = "meta.json"
@@ -98,27 +98,43 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def training_data(
+    config: MiniCLIPConfig, train_config: TrainConfig, tokenizer: PreTrainedTokenizerFast
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shapes world's train split, ready for :func:`~clipcourse.train.train_clip`.
+
+    Returns float images ``[N, 3, H, W]``, token ids and attention masks ``[N, K, T]``
+    for the K captions of every image (a seeded share ending with a full stop), and
+    ``colour_free`` ``[N, K]``: which captions name no colour (for grey images).
+    """
+    from clipcourse.data import ShapesWorld
+
+    world = ShapesWorld(seed=train_config.world_seed, image_size=config.image_size)
+    split = world.split("train", n=train_config.n_train)
+    k = len(split.captions[0])
+    texts = [c.text for caps in split.captions for c in caps]
+    generator = torch.Generator().manual_seed(train_config.seed)
+    stops = (torch.rand(len(texts), generator=generator) < train_config.full_stop_p).tolist()
+    texts = [t + "." if stop else t for t, stop in zip(texts, stops)]
+    enc = tokenize(tokenizer, texts, context_length=config.context_length)
+    input_ids = enc["input_ids"].view(len(split), k, -1)
+    attention_mask = enc["attention_mask"].view(len(split), k, -1)
+    colour_free = torch.tensor([["colour" not in c.mentioned for c in caps] for caps in split.captions])
+    return split.float_images(), input_ids, attention_mask, colour_free
+
+
 def train_shapes_clip(
     config: MiniCLIPConfig, train_config: TrainConfig, tokenizer: PreTrainedTokenizerFast,
     *, progress: bool = True, device: torch.device | str | None = None,
 ) -> tuple[MiniCLIP, History]:
     """Train a fresh MiniCLIP on Shapes world's train split (seeded: the same weights on every CPU run)."""
-    from clipcourse.data import ShapesWorld
-
     if len(tokenizer) > config.vocab_size:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but config.vocab_size={config.vocab_size}")
-    world = ShapesWorld(seed=train_config.world_seed, image_size=config.image_size)
-    split = world.split("train", n=train_config.n_train)
-    k = len(split.captions[0])
-    texts = [c.text for caps in split.captions for c in caps]
-    enc = tokenize(tokenizer, texts, context_length=config.context_length)
-    input_ids = enc["input_ids"].view(len(split), k, -1)
-    attention_mask = enc["attention_mask"].view(len(split), k, -1)
-    colour_free = torch.tensor([["colour" not in c.mentioned for c in caps] for caps in split.captions])
+    images, input_ids, attention_mask, colour_free = training_data(config, train_config, tokenizer)
     torch.manual_seed(train_config.seed)
     model = MiniCLIP(config)
     history = train_clip(
-        model, split.float_images(), input_ids, attention_mask, train_config,
+        model, images, input_ids, attention_mask, train_config,
         colour_free=colour_free, device=device, progress=progress,
     )
     return model.cpu().eval(), history

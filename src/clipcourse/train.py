@@ -60,9 +60,9 @@ def train_step(
 class TrainConfig:
     """How a MiniCLIP is trained on Shapes world; part of the cache key of trained weights."""
 
-    steps: int = 450
+    steps: int = 400
     batch_size: int = 128
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.05
     warmup_steps: int = 50
     seed: int = 0
@@ -72,9 +72,9 @@ class TrainConfig:
     #: Chance that an image is shown in grey with a caption that names no colour. It makes shape
     #: features colour-blind, which is what lets the model recognise unseen colour×shape pairs.
     grayscale_p: float = 1.0
-    #: How colour becomes grey: "mean" of the channels, or "random" channel weights per image
-    #: (a different colour-blind view each time, so shape features cannot key on one channel).
-    grayscale_mix: str = "mean"
+    #: Share of training captions that end with a full stop. Shapes-world captions have none, so
+    #: without this the "." token would stay untrained and prompts like "a photo of a {}." drift.
+    full_stop_p: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "n_train", "num_threads"):
@@ -82,10 +82,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0.0 <= self.grayscale_p <= 1.0:
-            raise ValueError(f"grayscale_p must be in [0, 1], got {self.grayscale_p}")
-        if self.grayscale_mix not in ("mean", "random"):
-            raise ValueError(f"grayscale_mix must be 'mean' or 'random', got {self.grayscale_mix!r}")
+        for name in ("grayscale_p", "full_stop_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
@@ -117,18 +116,38 @@ class History:
         return len(self.loss)
 
 
+def _idle_cores(window: float = 0.2) -> float | None:
+    """How many cores are idle right now (from /proc/stat over ``window`` seconds); None if unknown."""
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values[:8])  # idle + iowait, total (without guest time)
+
+    try:
+        idle0, total0 = read()
+        time.sleep(window)
+        idle1, total1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0)
+
+
 def cpu_threads(limit: int = 2) -> int:
     """Threads for CPU training: at most ``limit``, fewer when other processes keep the cores busy.
 
     Two threads on two cores that another process is using are far slower than one
-    (each thread waits for the other at every parallel region), so the 1-minute load
-    average decides. The result does not change the trained weights, only the speed.
+    (each waits for the other at every parallel region), so we look at how many cores
+    are idle right now (Linux), or at the load average elsewhere. The result changes
+    the speed, not the trained weights.
     """
-    cores = os.cpu_count() or 1
-    try:
-        free = cores - os.getloadavg()[0]
-    except (AttributeError, OSError):  # no load average (Windows)
-        free = cores
+    free = _idle_cores()
+    if free is None:
+        try:
+            free = (os.cpu_count() or 1) - os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average (Windows)
+            free = float(limit)
     return max(1, min(limit, torch.get_num_threads(), int(free + 0.5)))
 
 
@@ -230,14 +249,8 @@ def train_clip(
                 to_grey = (torch.rand(len(idx), generator=generator) < config.grayscale_p) & (free_count[idx] > 0)
                 free_caption = torch.multinomial(free_weights[idx], 1, generator=generator).squeeze(1)
                 caption = torch.where(to_grey, free_caption, caption)
-                if config.grayscale_mix == "random":  # Dirichlet(1, 1, 1) weights over R, G, B
-                    w = -torch.rand(len(idx), 3, generator=generator).clamp_min(1e-6).log()
-                    w = (w / w.sum(1, keepdim=True)).to(device)
-                else:
-                    w = torch.full((len(idx), 3), 1 / 3, device=device)
-                grey_images = (batch_images * w[:, :, None, None]).sum(1, keepdim=True).expand_as(batch_images)
                 g = to_grey.to(device)[:, None, None, None]
-                batch_images = torch.where(g, grey_images, batch_images)
+                batch_images = torch.where(g, batch_images.mean(1, keepdim=True).expand_as(batch_images), batch_images)
             ids = input_ids[idx.to(device), caption.to(device)]
             mask = attention_mask[idx.to(device), caption.to(device)]
             width = max(int(mask.sum(1).max()), 1)  # drop all-padding columns: exact with a masked mean
