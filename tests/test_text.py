@@ -52,28 +52,28 @@ def test_lowercases(tok):
 
 
 def test_tokenize_pads_and_masks(tok):
-    enc = tokenize(tok, ["a red circle", "a small blue square in the top left"], context_length=16)
+    enc = tokenize(["a red circle", "a small blue square in the top left"], context_length=16, tokenizer=tok)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     assert ids.shape == mask.shape == (2, 16) and ids.dtype == torch.long
     assert mask[0].sum() == 5 and mask[1].sum() == 10  # [CLS] a red circle [SEP]
     assert (ids[mask == 0] == tok.pad_token_id).all()
-    longest = tokenize(tok, ["a red circle", "a small blue square"], padding="longest")
+    longest = tokenize(["a red circle", "a small blue square"], padding="longest", tokenizer=tok)
     assert longest["input_ids"].shape == (2, 6)
 
 
 def test_single_string_and_default_context(tok):
-    assert tokenize(tok, "a red circle")["input_ids"].shape == (1, CONTEXT_LENGTH)
+    assert tokenize("a red circle", tokenizer=tok)["input_ids"].shape == (1, CONTEXT_LENGTH)
 
 
 def test_truncation_warns_and_keeps_sep(tok):
     long = "a small red circle in the upper left corner and a big blue square in the lower right corner"
     with pytest.warns(UserWarning, match="truncated"):
-        enc = tokenize(tok, [long, "a red circle"], context_length=8)
+        enc = tokenize([long, "a red circle"], context_length=8, tokenizer=tok)
     assert enc["input_ids"].shape == (2, 8)
     assert enc["input_ids"][0, -1] == tok.sep_token_id
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        tokenize(tok, ["a red circle"], context_length=8)  # no warning when it fits
+        tokenize(["a red circle"], context_length=8, tokenizer=tok)  # no warning when it fits
 
 
 def test_every_world_caption_fits_the_default_context(tok):
@@ -83,9 +83,9 @@ def test_every_world_caption_fits_the_default_context(tok):
 
 def test_empty_and_bad_input(tok):
     with pytest.raises(ValueError, match="empty"):
-        tokenize(tok, [])
+        tokenize([], tokenizer=tok)
     with pytest.raises(ValueError, match="strings"):
-        tokenize(tok, ["a red circle", 3])
+        tokenize(["a red circle", 3], tokenizer=tok)
     with pytest.raises(ValueError, match="empty"):
         train_tokenizer([])
 
@@ -95,10 +95,14 @@ def test_save_and_load_round_trip(tok, tmp_path):
     again = shapes_tokenizer(tmp_path)
     assert again.get_vocab() == tok.get_vocab()
     texts = ["a tiny crimson plus sign at the centre", "something golden"]
-    assert torch.equal(tokenize(again, texts)["input_ids"], tokenize(tok, texts)["input_ids"])
+    assert torch.equal(tokenize(texts, tokenizer=again)["input_ids"], tokenize(texts, tokenizer=tok)["input_ids"])
 
 
 def test_training_is_deterministic(tok):
     """tokenizers' trainer breaks ties in hash-map order; our ids must not depend on it."""
     assert shapes_tokenizer().get_vocab() == tok.get_vocab()
     assert train_tokenizer(["b a", "a b"]).get_vocab() == train_tokenizer(["a b", "b a"]).get_vocab()
+
+
+def test_default_tokenizer_is_the_shapes_tokenizer(tok):
+    assert torch.equal(tokenize(["a red circle"])["input_ids"], tokenize(["a red circle"], tokenizer=tok)["input_ids"])

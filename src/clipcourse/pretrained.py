@@ -55,7 +55,7 @@ class PretrainedMiniCLIP:
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """Unnormalised text features ``[M, D]`` (the ``encode_text`` callable chapter 3 expects)."""
         device = next(self.model.parameters()).device
-        enc = tokenize(self.tokenizer, texts, context_length=self.config.context_length)
+        enc = tokenize(texts, context_length=self.config.context_length, tokenizer=self.tokenizer)
         return self.model.encode_text(enc["input_ids"].to(device), enc["attention_mask"].to(device))
 
     @torch.no_grad()
@@ -116,7 +116,7 @@ def training_data(
     generator = torch.Generator().manual_seed(train_config.seed)
     stops = (torch.rand(len(texts), generator=generator) < train_config.full_stop_p).tolist()
     texts = [t + "." if stop else t for t, stop in zip(texts, stops)]
-    enc = tokenize(tokenizer, texts, context_length=config.context_length)
+    enc = tokenize(texts, context_length=config.context_length, tokenizer=tokenizer)
     input_ids = enc["input_ids"].view(len(split), k, -1)
     attention_mask = enc["attention_mask"].view(len(split), k, -1)
     colour_free = torch.tensor([["colour" not in c.mentioned for c in caps] for caps in split.captions])

@@ -65,7 +65,7 @@ def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 1000,
         raise ValueError("texts is empty: nothing to encode")
     out = []
     for i in range(0, len(texts), batch_size):
-        enc = tokenize(tokenizer, texts[i : i + batch_size], context_length=model.config.context_length)
+        enc = tokenize(texts[i : i + batch_size], context_length=model.config.context_length, tokenizer=tokenizer)
         out.append(model.encode_text(enc["input_ids"].to(device), enc["attention_mask"].to(device)).float())
     return F.normalize(torch.cat(out), dim=-1).cpu()
 

@@ -170,9 +170,10 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
 
 
 def tokenize(
-    tokenizer: PreTrainedTokenizerFast,
     texts: str | Sequence[str],
     context_length: int = CONTEXT_LENGTH,
+    *,
+    tokenizer: PreTrainedTokenizerFast | None = None,
     padding: str = "max_length",
 ) -> BatchEncoding:
     """Token ids and attention masks as ``[N, context_length]`` int64 tensors.
@@ -180,8 +181,11 @@ def tokenize(
     Like open_clip's ``tokenize``, every row is padded to ``context_length``
     (``padding="longest"`` pads to the longest caption instead). Captions
     longer than the context are truncated, with a warning, never silently:
-    a truncated caption may lose the very word that matters.
+    a truncated caption may lose the very word that matters. ``tokenizer``
+    defaults to :func:`shapes_tokenizer`.
     """
+    if tokenizer is None:
+        tokenizer = shapes_tokenizer()
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
