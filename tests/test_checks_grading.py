@@ -96,7 +96,20 @@ def test_protect_snapshots_reference_modules(monkeypatch):
 
     ref = types.ModuleType("ref")
     ref.f = lambda x: x
+
+    class Config:
+        @classmethod
+        def make(cls):
+            return cls()
+
+        @staticmethod
+        def check():
+            return True
+
+    Config.__module__ = "ref"
+    ref.Config = Config
     grading.protect(ref)
+    assert grading.tampered() == [], "classmethods and staticmethods must not look tampered"
     monkeypatch.setattr(ref, "f", lambda x: 0)
     assert "ref.f" in grading.tampered()
 

@@ -12,6 +12,7 @@ that reach into the grader (``autograder/course.py``).
 
 from __future__ import annotations
 
+import inspect
 import math
 import types
 from collections.abc import Iterable
@@ -42,8 +43,13 @@ class GraderTampered(AssertionError):
 _SNAPSHOT: dict[tuple[int, str], tuple[object, str, object]] = {}
 
 
+def _static(owner: object, name: str) -> object:
+    # getattr_static: `Class.method` of a classmethod is a new bound object at every access
+    return inspect.getattr_static(owner, name, None)
+
+
 def _remember(owner: object, name: str, label: str) -> None:
-    _SNAPSHOT[(id(owner), name)] = (owner, name, getattr(owner, name))
+    _SNAPSHOT[(id(owner), name)] = (owner, name, _static(owner, name))
     _LABELS[(id(owner), name)] = label
 
 
@@ -94,7 +100,7 @@ def tampered() -> list[str]:
     """Names of snapshotted objects that no longer are what they were at import."""
     changed = []
     for key, (owner, name, original) in _SNAPSHOT.items():
-        if getattr(owner, name, None) is not original:
+        if _static(owner, name) is not original:
             changed.append(_LABELS[key])
     return sorted(changed)
 
