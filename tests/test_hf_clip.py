@@ -9,37 +9,8 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer  # noqa: E402
 
 from clipcourse.hf_clip import features_tensor, load_pretrained_clip  # noqa: E402
-
-
-def _byte_level_vocab() -> dict[str, int]:
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    chars = sorted(ByteLevel.alphabet())
-    tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
-    return {t: i for i, t in enumerate(tokens)}
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    vocab = _byte_level_vocab()
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16,
-                         bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=8,
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
 
 
 def test_loads_offline_and_encodes(tiny_clip_dir):

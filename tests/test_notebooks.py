@@ -103,6 +103,8 @@ def test_book_builds_and_executes_every_lesson(built_book):
         assert all(c.get("execution_count") for c in code), f"{rel}: not every cell ran"
     for exercise in sorted(REPO.glob("notebooks/*/*.ipynb")):
         rel = exercise.relative_to(REPO)
-        assert rel not in executed, f"{rel}: student notebooks must not be executed"
+        copy = json.loads((built_book / "jupyter_execute" / rel).read_text())
+        ran = [c for c in copy["cells"] if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+        assert not ran, f"{rel}: student notebooks must be shown, not executed"
         html = (built_book / "html" / rel.with_suffix(".html")).read_text()
         assert "colab.research.google.com" in html, f"{rel}: no Colab launch button"

@@ -411,42 +411,11 @@ def test_k_shot_probe_curve_reuses_chapter_1_probe():
 
 
 # -- the Colab path, offline: a tiny transformers CLIPModel saved to a temporary folder ---------
-def _byte_level_vocab() -> dict[str, int]:
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    chars = sorted(ByteLevel.alphabet())
-    tokens = ["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars]
-    return {t: i for i, t in enumerate(tokens)}
-
-
 @pytest.fixture(scope="module")
-def tiny_hf_clip(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
-
+def tiny_hf_clip(tiny_clip_dir):
     from clipcourse.hf_clip import load_pretrained_clip
 
-    folder = tmp_path_factory.mktemp("tiny_clip_ch03")
-    vocab = _byte_level_vocab()
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=32, bos_token_id=0, eos_token_id=1,
-            pad_token_id=1,
-        ),
-        vision_config=dict(
-            hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-            image_size=32, patch_size=8,
-        ),
-        projection_dim=8,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    )
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return load_pretrained_clip(folder, device="cpu", local_files_only=True)
+    return load_pretrained_clip(tiny_clip_dir, device="cpu", local_files_only=True)
 
 
 def test_classify_skimage_photos_with_a_tiny_pretrained_clip(tiny_hf_clip):
