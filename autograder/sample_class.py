@@ -79,7 +79,7 @@ class Student:
 
 def mistake_students(assignment: str) -> list[Student]:
     """Mistakes grouped so that each student carries at most one mistake per function."""
-    name, base = released(assignment)
+    _, base = released(assignment)
     answers = solution_answers(assignment)
     points = test_points(assignment)
     by_function: dict[str, list[Mistake]] = {}
@@ -106,7 +106,7 @@ def mistake_students(assignment: str) -> list[Student]:
 
 def hostile_students(assignment: str) -> list[Student]:
     """The sample class of issue #2: broken, partial and hostile submissions."""
-    name, base = released(assignment)
+    _, base = released(assignment)
     answers = solution_answers(assignment)
     points = test_points(assignment)
     functions = list(answers)

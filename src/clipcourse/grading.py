@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import types
 from collections.abc import Iterable
 from typing import Any
@@ -40,7 +41,8 @@ class GraderTampered(AssertionError):
     """A function the tests rely on was replaced by code in the notebook."""
 
 
-_SNAPSHOT: dict[tuple[int, str], tuple[object, str, object]] = {}
+#: ``(id(owner), name) -> (owner, name, original object, label for messages)``
+_SNAPSHOT: dict[tuple[int, str], tuple[object, str, object, str]] = {}
 
 
 def _static(owner: object, name: str) -> object:
@@ -49,11 +51,7 @@ def _static(owner: object, name: str) -> object:
 
 
 def _remember(owner: object, name: str, label: str) -> None:
-    _SNAPSHOT[(id(owner), name)] = (owner, name, _static(owner, name))
-    _LABELS[(id(owner), name)] = label
-
-
-_LABELS: dict[tuple[int, str], str] = {}
+    _SNAPSHOT[(id(owner), name)] = (owner, name, _static(owner, name), label)
 
 
 def _public_callables(module: types.ModuleType) -> Iterable[tuple[object, str, str]]:
@@ -87,21 +85,15 @@ def _snapshot_defaults() -> None:
             _remember(owner, name, prefix + name)
     protect(_checks_core)
     for name in ("assert_untampered", "expect", "expect_close", "plain_tensor", "values_close"):
-        _remember(_this_module(), name, f"clipcourse.grading.{name}")
-
-
-def _this_module() -> types.ModuleType:
-    import sys
-
-    return sys.modules[__name__]
+        _remember(sys.modules[__name__], name, f"clipcourse.grading.{name}")
 
 
 def tampered() -> list[str]:
     """Names of snapshotted objects that no longer are what they were at import."""
     changed = []
-    for key, (owner, name, original) in _SNAPSHOT.items():
+    for owner, name, original, label in _SNAPSHOT.values():
         if _static(owner, name) is not original:
-            changed.append(_LABELS[key])
+            changed.append(label)
     return sorted(changed)
 
 
