@@ -53,7 +53,8 @@ def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.Completed
     env = {
         **os.environ,
         "CLIPCOURSE_COURSE_ROOT": str(root),
-        "PYTHONPATH": str(REPO),
+        # The repository first (this checkout's `autograder` and `src`, also from a git worktree).
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         # nbgrader shells out to `alembic` and starts kernels: use this environment's tools.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
