@@ -15,9 +15,19 @@ OUT ?= _grading
 export OMP_NUM_THREADS ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: setup book test release grade lab clean
+.PHONY: setup system book test release grade lab clean
 
-setup: $(STAMP)
+setup: system $(STAMP)
+
+# System packages: bubblewrap (the grading sandbox) and Chromium (browser tests).
+# Installed with apt-get when missing and we are root (CI, containers); otherwise named.
+SYSTEM_PACKAGES := bubblewrap chromium
+system:
+	@if ! command -v bwrap >/dev/null || ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else echo "missing system packages: install $(SYSTEM_PACKAGES) (e.g. sudo apt-get install $(SYSTEM_PACKAGES))"; fi; \
+	fi
 
 $(STAMP): requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
