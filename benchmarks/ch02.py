@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from clipcourse import pretrained
+from clipcourse import course_model
 from clipcourse.data import ALL_CLASSES, ShapesWorld, class_name
 from clipcourse.retrieval import encode_images, encode_split, encode_texts, text_to_image_metrics
 
@@ -36,7 +36,7 @@ def zero_shot_top1(model, tokenizer, split, template: str) -> float:
 
 def main() -> dict:
     start = time.perf_counter()
-    clip = pretrained.mini_clip(retrain=True, progress=False)
+    clip = course_model.mini_clip(retrain=True, progress=False)
     total_s = time.perf_counter() - start
     model, tokenizer, history = clip.model, clip.tokenizer, clip.history
 

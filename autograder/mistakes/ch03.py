@@ -24,7 +24,7 @@ def _w(name: str, hint: str, body: str) -> Mistake:
 
 def _p(name: str, hint: str, body: str) -> Mistake:
     return _m(
-        "zero_shot_probabilities", name, hint, body, "image_features, class_weights, logit_scale"
+        "zero_shot_probabilities", name, hint, body, "image_features, class_weights, scale"
     )
 
 
@@ -102,29 +102,29 @@ return torch.stack(columns, dim=1)
 
 PROBABILITIES = [
     _p(
-        "no_logit_scale",
-        "multiply the cosines by logit_scale before the softmax",
+        "no_scale",
+        "multiply the cosines by scale before the softmax",
         "return (F.normalize(image_features, dim=-1) @ class_weights).softmax(dim=-1)",
     ),
     _p(
         "no_image_normalisation",
         "L2-normalise the image features",
-        "return (logit_scale * image_features @ class_weights).softmax(dim=-1)",
+        "return (scale * image_features @ class_weights).softmax(dim=-1)",
     ),
     _p(
         "softmax_over_batch",
         "softmax over the classes (dim=-1), not over the images",
-        "return (logit_scale * F.normalize(image_features, dim=-1) @ class_weights).softmax(dim=0)",
+        "return (scale * F.normalize(image_features, dim=-1) @ class_weights).softmax(dim=0)",
     ),
     _p(
         "scale_exponentiated_again",
-        "logit_scale is already exponentiated: do not exp() it again",
-        "return (math.exp(logit_scale) * F.normalize(image_features, dim=-1) @ class_weights).softmax(dim=-1)",
+        "scale is already exponentiated: do not exp() it again",
+        "return (math.exp(scale) * F.normalize(image_features, dim=-1) @ class_weights).softmax(dim=-1)",
     ),
     _p(
         "divide_by_scale",
-        "multiply by logit_scale, do not divide by it",
-        "return (F.normalize(image_features, dim=-1) @ class_weights / logit_scale).softmax(dim=-1)",
+        "multiply by scale, do not divide by it",
+        "return (F.normalize(image_features, dim=-1) @ class_weights / scale).softmax(dim=-1)",
     ),
     _p(
         "normalise_weight_rows",
@@ -132,18 +132,18 @@ PROBABILITIES = [
         """
 image_features = F.normalize(image_features, dim=-1)
 class_weights = F.normalize(class_weights, dim=-1)
-return (logit_scale * image_features @ class_weights).softmax(dim=-1)
+return (scale * image_features @ class_weights).softmax(dim=-1)
 """,
     ),
     _p(
         "logits_not_probabilities",
         "return probabilities: apply the softmax",
-        "return logit_scale * F.normalize(image_features, dim=-1) @ class_weights",
+        "return scale * F.normalize(image_features, dim=-1) @ class_weights",
     ),
     _p(
         "log_softmax",
         "return probabilities, not log-probabilities",
-        "return (logit_scale * F.normalize(image_features, dim=-1) @ class_weights).log_softmax(dim=-1)",
+        "return (scale * F.normalize(image_features, dim=-1) @ class_weights).log_softmax(dim=-1)",
     ),
 ]
 

@@ -31,7 +31,7 @@ from clipcourse.models import MiniCLIP, MiniCLIPConfig
 from clipcourse.text import load_tokenizer, shapes_tokenizer, tokenize
 from clipcourse.train import History, TrainConfig, load_checkpoint, save_checkpoint, train_clip
 
-__all__ = ["PretrainedMiniCLIP", "cache_key", "default_cache_dir", "mini_clip", "train_shapes_clip", "training_data"]
+__all__ = ["TrainedMiniCLIP", "cache_key", "default_cache_dir", "mini_clip", "train_shapes_clip", "training_data"]
 
 _MODEL_FILE = "model.pt"
 _META_FILE = "meta.json"
@@ -39,7 +39,7 @@ _TOKENIZER_DIR = "tokenizer"
 
 
 @dataclass
-class PretrainedMiniCLIP:
+class TrainedMiniCLIP:
     """A trained MiniCLIP with everything needed to use it."""
 
     model: MiniCLIP  #: in eval mode
@@ -189,7 +189,7 @@ def mini_clip(
     retrain: bool = False,
     progress: bool = True,
     device: torch.device | str | None = None,
-) -> PretrainedMiniCLIP:
+) -> TrainedMiniCLIP:
     """The MiniCLIP trained on Shapes world: loaded from the cache, or trained and cached.
 
     ``retrain=True`` ignores (and replaces) the cache entry. The model is
@@ -206,7 +206,7 @@ def mini_clip(
     if not retrain and folder.exists():
         try:
             model, history, cached_tokenizer = _load(folder, key)
-            return PretrainedMiniCLIP(
+            return TrainedMiniCLIP(
                 model, cached_tokenizer, history, config, train_config, train_config.world_seed, True, folder
             )
         except Exception as exc:  # corrupt, truncated, stale, unpicklable: never crash a lesson
@@ -223,4 +223,4 @@ def mini_clip(
             stacklevel=2,
         )
         saved = None
-    return PretrainedMiniCLIP(model, tokenizer, history, config, train_config, train_config.world_seed, False, saved)
+    return TrainedMiniCLIP(model, tokenizer, history, config, train_config, train_config.world_seed, False, saved)

@@ -9,9 +9,9 @@ import warnings
 import pytest
 import torch
 
-from clipcourse import pretrained
+from clipcourse import course_model
+from clipcourse.course_model import cache_key, default_cache_dir, mini_clip
 from clipcourse.models import MiniCLIPConfig
-from clipcourse.pretrained import cache_key, default_cache_dir, mini_clip
 from clipcourse.text import shapes_tokenizer
 from clipcourse.train import TrainConfig
 
@@ -53,7 +53,7 @@ def test_key_depends_on_both_configs_and_version(monkeypatch):
     assert key == cache_key(CFG, TRAIN, tok)
     assert key != cache_key(MiniCLIPConfig(), TRAIN, tok)
     assert key != cache_key(CFG, TrainConfig(steps=3), tok)
-    monkeypatch.setattr(pretrained, "__version__", "999")
+    monkeypatch.setattr(course_model, "__version__", "999")
     assert key != cache_key(CFG, TRAIN, tok)
 
 
@@ -143,8 +143,8 @@ def test_vocab_larger_than_config_is_a_clear_error(tmp_path):
 
 
 def test_training_data_full_stops_and_colour_free_captions():
+    from clipcourse.course_model import training_data
     from clipcourse.data import ShapesWorld
-    from clipcourse.pretrained import training_data
 
     tok = shapes_tokenizer()
     period = tok.convert_tokens_to_ids(".")
