@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from clipcourse.encoding import as_float_images
+
 __all__ = ["CaptionFolder", "load_flickr8k", "parse_caption_rows"]
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
@@ -40,7 +42,7 @@ def _to_float_image(image: torch.Tensor, image_size: int) -> torch.Tensor:
         image = image[:3]  # drop alpha
     image = TF.resize(image, image_size, antialias=True)  # shorter side to image_size
     image = TF.center_crop(image, [image_size, image_size])
-    return image.float() / 255
+    return as_float_images(image)
 
 
 class CaptionFolder(torch.utils.data.Dataset):
