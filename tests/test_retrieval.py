@@ -10,9 +10,9 @@ from clipcourse.retrieval import (
     SplitEmbeddings,
     attribute_relevance,
     encode_split,
+    hit_rate_and_precision,
     pair_relevance,
     rank,
-    hit_rate_and_precision,
     text_to_image_metrics,
 )
 
