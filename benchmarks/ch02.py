@@ -58,7 +58,7 @@ def main() -> dict:
         "batch_size": clip.train_config.batch_size,
         "params": model.num_parameters(),
         "final_loss": round(sum(history.loss[-20:]) / min(20, len(history)), 4),
-        "final_logit_scale": round(history.logit_scale[-1], 2),
+        "final_scale": round(history.scale[-1], 2),
         **{f"t2i_{k.lower().replace('@', '')}_{rel[:4]}": round(v, 4)
            for rel, values in metrics.items() for k, v in values.items()},
         "zeroshot_unseen_top1": round(zeroshot["a photo of a {}"], 4),
@@ -78,7 +78,7 @@ def main() -> dict:
 
     print(f"MiniCLIP: {result['params']:,} parameters, {result['steps']} steps of {result['batch_size']} pairs "
           f"in {result['train_s']:.1f} s ({result['steps_per_s']:.1f} steps/s; {total_s:.1f} s with data)")
-    print(f"final loss {result['final_loss']:.3f}, logit scale {result['final_logit_scale']:.1f}\n")
+    print(f"final loss {result['final_loss']:.3f}, scale {result['final_scale']:.1f}\n")
     print("text→image on the test split   hit@1   hit@5   hit@10    P@1     P@5     P@10")
     for rel, values in metrics.items():
         row = "  ".join(f"{values[k]:.4f}" for k in ("hit@1", "hit@5", "hit@10", "P@1", "P@5", "P@10"))

@@ -107,7 +107,7 @@ def main() -> dict:
         "binding_mean_margin": scores["mean_margin"],
         "raw_softmax_mean_max_prob": raw.max(1).values.mean().item(),
         "scaled_softmax_mean_max_prob": scaled.max(1).values.mean().item(),
-        "logit_scale": scale,
+        "scale": scale,
         "n_unseen": len(unseen),
         "train_s": clip.history.train_s,
         "train_s_source": "cached history" if clip.from_cache else "trained by this run",

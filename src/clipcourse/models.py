@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from clipcourse.clip import MAX_LOGIT_SCALE, clip_logits, masked_mean_pool
+from clipcourse.clip import INIT_LOGIT_SCALE, clamp_logit_scale_, clip_logits, masked_mean_pool
 
 
 def _conv_block(c_in: int, c_out: int, groups: int = 8) -> nn.Sequential:
@@ -120,7 +119,7 @@ class MiniCLIPConfig:
     text_width: int = 64
     text_layers: int = 2
     text_heads: int = 2
-    init_logit_scale: float = math.log(1 / 0.07)
+    init_logit_scale: float = INIT_LOGIT_SCALE  #: the log of the initial scale 1/0.07
 
     def __post_init__(self) -> None:
         if self.image_encoder not in ("cnn", "resnet18"):
@@ -241,10 +240,9 @@ class MiniCLIP(nn.Module):
         # Compute the similarities in float32 even under autocast: the loss is sensitive to rounding.
         return clip_logits(image_features.float(), text_features.float(), self.logit_scale.float())
 
-    @torch.no_grad()
     def clamp_logit_scale_(self) -> MiniCLIP:
         """Keep the log scale in [0, log 100] (open_clip does this after every optimiser step)."""
-        self.logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
+        clamp_logit_scale_(self.logit_scale)
         return self
 
     def num_parameters(self) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from clipcourse.clip import MAX_LOGIT_SCALE, clip_loss
+from clipcourse.clip import clamp_logit_scale_, clip_loss
 
 __all__ = [
     "History",
@@ -39,20 +39,33 @@ def train_step(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     optimizer: torch.optim.Optimizer,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
     """One optimisation step of CLIP on a batch of pairs; returns the loss as a float.
 
     The order matters: zero the old gradients, forward, loss, backward, step,
     and only then clamp the log scale (clamping before the step would let the
-    step push it past the bound).
+    step push it past the bound). This is the step chapter 2's exercise grades,
+    and :func:`train_clip` calls it for every batch.
+
+    ``scaler`` (an enabled ``GradScaler``, on CUDA) runs the forward pass in float16
+    autocast and scales the loss so small gradients do not underflow; without it
+    (the default, and always on a CPU) the step is plain float32.
     """
+    amp = scaler is not None and scaler.is_enabled()
     optimizer.zero_grad(set_to_none=True)
-    logits_per_image, _ = model(images, input_ids, attention_mask)
-    loss = clip_loss(logits_per_image)
-    loss.backward()
-    optimizer.step()
-    with torch.no_grad():
-        model.logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=amp):
+        logits_per_image, _ = model(images, input_ids, attention_mask)
+        loss = clip_loss(logits_per_image.float() if amp else logits_per_image)
+    if amp:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    clamp_logit_scale_(model.logit_scale)
     return float(loss.detach())
 
 
@@ -94,10 +107,10 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Per-step records: loss, logit scale (the scale itself, exp of the parameter), learning rate."""
+    """Per-step records: loss, ``scale`` (the multiplier, ``exp`` of the ``logit_scale`` parameter), learning rate."""
 
     loss: list[float] = field(default_factory=list)
-    logit_scale: list[float] = field(default_factory=list)
+    scale: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     train_s: float = 0.0  #: wall-clock seconds of the loop
     device: str = "cpu"
@@ -110,6 +123,9 @@ class History:
     def from_dict(values: dict) -> History:
         # A staticmethod, not a classmethod: clipcourse.grading.protect snapshots class members by
         # identity, and a classmethod gives a new bound object on every attribute access.
+        values = dict(values)
+        if "logit_scale" in values:  # checkpoints written before the field was renamed
+            values["scale"] = values.pop("logit_scale")
         return History(**values)
 
     def __len__(self) -> int:
@@ -228,8 +244,7 @@ def train_clip(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_schedule(s, config.steps, config.warmup_steps)
     )
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     images, input_ids, attention_mask = images.to(device), input_ids.to(device), attention_mask.to(device)
 
     history = History(device=str(device), threads=torch.get_num_threads() if device.type == "cpu" else 0)
@@ -256,23 +271,12 @@ def train_clip(
             width = max(int(mask.sum(1).max()), 1)  # drop all-padding columns: exact with a masked mean
             ids, mask = ids[:, :width], mask[:, :width]
 
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits_per_image, _ = model(batch_images, ids, mask)
-                loss = clip_loss(logits_per_image.float())
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            history.lr.append(optimizer.param_groups[0]["lr"])
+            history.loss.append(train_step(model, batch_images, ids, mask, optimizer, scaler=scaler))
             scheduler.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
-
-            history.loss.append(float(loss.detach()))
-            history.logit_scale.append(float(model.logit_scale.detach().exp()))
-            history.lr.append(lr)
+            history.scale.append(float(model.logit_scale.detach().exp()))
             if progress and len(history) % 10 == 0:
-                bar.set_postfix(loss=f"{history.loss[-1]:.3f}", scale=f"{history.logit_scale[-1]:.1f}")
+                bar.set_postfix(loss=f"{history.loss[-1]:.3f}", scale=f"{history.scale[-1]:.1f}")
     finally:
         torch.set_num_threads(threads)
     from clipcourse.device import synchronize
