@@ -25,16 +25,13 @@ sys.path.insert(0, str(REPO))
 
 from autograder import course, sample_class  # noqa: E402
 from clipcourse.data.shapes import images_per_second  # noqa: E402
+from clipcourse.device import torch_threads  # noqa: E402
 
 
 def shapes_speed() -> float:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         images_per_second(n=1000)  # warm-up
         return max(images_per_second(n=5000) for _ in range(3))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def lesson_seconds(path: Path) -> float:

@@ -15,7 +15,7 @@ from clipcourse.models import MiniCLIPConfig
 from clipcourse.text import shapes_tokenizer
 from clipcourse.train import TrainConfig
 
-CFG = MiniCLIPConfig(image_width=4, text_width=8, text_layers=1, text_heads=2, embed_dim=8)
+CFG = MiniCLIPConfig.tiny()
 TRAIN = TrainConfig(steps=2, batch_size=8, n_train=16, warmup_steps=1, num_threads=1, grayscale_p=0.5)
 
 
@@ -138,7 +138,7 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
 
 def test_vocab_larger_than_config_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="vocab_size"):
-        mini_clip(MiniCLIPConfig(vocab_size=50, image_width=4, text_width=8, text_layers=1, embed_dim=8),
+        mini_clip(MiniCLIPConfig.tiny(vocab_size=50),
                   train_config=TRAIN, cache_dir=tmp_path, progress=False)
 
 

@@ -62,7 +62,7 @@ def test_encode_split_shapes_and_normalisation():
 
     split = ShapesWorld(seed=0).split("test", n=6)
     torch.manual_seed(0)
-    model = MiniCLIP(MiniCLIPConfig(image_width=4, text_width=8, text_layers=1, embed_dim=8)).train()
+    model = MiniCLIP(MiniCLIPConfig.tiny()).train()
     emb = encode_split(model, shapes_tokenizer(), split)
     assert emb.image_features.shape == (6, 8) and emb.text_features.shape == (30, 8)
     torch.testing.assert_close(emb.text_features.norm(dim=-1), torch.ones(30))

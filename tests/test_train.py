@@ -20,7 +20,7 @@ from clipcourse.train import (
     train_step,
 )
 
-TINY = MiniCLIPConfig(vocab_size=40, context_length=6, embed_dim=8, image_width=4, text_width=8, text_layers=1)
+TINY = MiniCLIPConfig.tiny(vocab_size=40, context_length=6)
 
 
 def _data(n=24, k=2, t=6, seed=0):
@@ -137,26 +137,27 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_cpu_threads_back_off_on_a_busy_machine(monkeypatch):
-    from clipcourse import train
+    from clipcourse import device
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     for idle, want in [(1.95, 2), (1.6, 2), (1.1, 1), (0.2, 1)]:
-        monkeypatch.setattr(train, "_idle_cores", lambda idle=idle: idle)
-        assert train.cpu_threads(2) == want, idle
-    assert train.cpu_threads(1) == 1
-    monkeypatch.setattr(train, "_idle_cores", lambda: None)  # no /proc/stat: the load average decides
-    monkeypatch.setattr(train.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(train.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
-    assert train.cpu_threads(2) == 2
-    monkeypatch.setattr(train.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
-    assert train.cpu_threads(2) == 1
+        monkeypatch.setattr(device, "idle_cores", lambda idle=idle: idle)
+        assert device.cpu_threads(2) == want, idle
+    assert device.cpu_threads(1) == 1
+    with pytest.raises(ValueError, match="limit"):
+        device.cpu_threads(0)
 
 
-def test_idle_cores_reads_proc_stat():
-    from clipcourse import train
+def test_idle_cores_and_torch_threads():
+    import psutil
 
-    idle = train._idle_cores(0.05)
-    assert idle is None or 0.0 <= idle <= (train.os.cpu_count() or 1) + 1e-6
+    from clipcourse import device
+
+    assert 0.0 <= device.idle_cores(0.05) <= psutil.cpu_count() + 1e-6
+    before = torch.get_num_threads()
+    with device.torch_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
 
 
 def test_train_clip_calls_the_graded_train_step(monkeypatch):

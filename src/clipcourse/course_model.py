@@ -27,6 +27,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from clipcourse import __version__
+from clipcourse.encoding import as_float_images
 from clipcourse.models import MiniCLIP, MiniCLIPConfig
 from clipcourse.text import load_tokenizer, shapes_tokenizer, tokenize
 from clipcourse.train import History, TrainConfig, load_checkpoint, save_checkpoint, train_clip
@@ -61,10 +62,8 @@ class TrainedMiniCLIP:
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Unnormalised image features ``[N, D]``; uint8 images are scaled to [0, 1]."""
-        if images.dtype == torch.uint8:
-            images = images.float() / 255
         device = next(self.model.parameters()).device
-        return self.model.encode_image(images.to(device))
+        return self.model.encode_image(as_float_images(images).to(device))
 
 
 def default_cache_dir() -> Path:

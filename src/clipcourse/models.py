@@ -141,6 +141,16 @@ class MiniCLIPConfig:
         # identity, and a classmethod gives a new bound object on every attribute access.
         return MiniCLIPConfig(**values)
 
+    @staticmethod
+    def tiny(**overrides) -> MiniCLIPConfig:
+        """The smallest useful MiniCLIP (8-d space, one text layer): for tests and exercise checks.
+
+        It builds in milliseconds and keeps every code path of the full model;
+        ``overrides`` change any field (``MiniCLIPConfig.tiny(vocab_size=32, context_length=8)``).
+        """
+        values = {"embed_dim": 8, "image_width": 4, "text_width": 8, "text_layers": 1, **overrides}
+        return MiniCLIPConfig(**values)
+
     def hash(self) -> str:
         """A short hash that is stable across runs and machines (sorted JSON, SHA-256)."""
         text = json.dumps(self.to_dict(), sort_keys=True)

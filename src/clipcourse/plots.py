@@ -17,6 +17,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from clipcourse.encoding import as_float_images
+
 __all__ = [
     "embedding_scatter",
     "html_table",
@@ -211,9 +213,7 @@ def image_grid(
 ) -> Figure:
     """Images ``[N, 3, H, W]`` (uint8, or float in [0, 1]) in a grid, each with an optional caption."""
     if isinstance(images, torch.Tensor):
-        if images.dtype == torch.uint8:
-            images = images.float() / 255.0
-        array = images.detach().cpu().float().numpy()
+        array = as_float_images(images).detach().cpu().float().numpy()
     else:
         array = np.asarray(images)
         array = array / 255.0 if array.dtype == np.uint8 else array.astype(np.float64)

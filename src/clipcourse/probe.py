@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from clipcourse.encoding import as_float_images
+from clipcourse.encoding import as_float_images, encode_in_batches
 
 __all__ = ["extract_features", "k_shot_indices", "k_shot_probe_curve", "linear_probe"]
 
@@ -54,14 +54,14 @@ def extract_features(
     if was_training is not None:
         encoder.eval()
     try:
-        chunks = []
-        for start in range(0, len(images), batch_size):
-            batch = as_float_images(images[start : start + batch_size]).to(device)
-            chunks.append(encoder(batch).float().flatten(1).cpu())
+        return encode_in_batches(
+            lambda batch: encoder(as_float_images(batch).to(device)).float().flatten(1).cpu(),
+            images,
+            batch_size,
+        )
     finally:
         if was_training:
             encoder.train()
-    return torch.cat(chunks)
 
 
 def _labels_array(labels: torch.Tensor | np.ndarray | list[int], name: str) -> np.ndarray:

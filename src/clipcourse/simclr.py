@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from clipcourse.encoding import as_float_images
 from clipcourse.losses import nt_xent_loss
 
 __all__ = ["train_simclr"]
@@ -54,10 +55,7 @@ def train_simclr(
         raise ValueError(
             f"images must be a [N, 3, H, W] tensor, got {getattr(images, 'shape', type(images))}"
         )
-    if images.dtype == torch.uint8:
-        images = images.float() / 255.0
-    elif not images.is_floating_point():
-        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
+    images = as_float_images(images)
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if not 2 <= batch_size <= len(images):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +18,12 @@ import torch
 from torch import nn
 
 from clipcourse.clip import clamp_logit_scale_, clip_loss
+from clipcourse.device import cpu_threads, get_device, synchronize, torch_threads
 
 __all__ = [
     "History",
     "TrainConfig",
     "cosine_schedule",
-    "cpu_threads",
     "load_checkpoint",
     "make_optimizer",
     "save_checkpoint",
@@ -132,41 +131,6 @@ class History:
         return len(self.loss)
 
 
-def _idle_cores(window: float = 0.2) -> float | None:
-    """How many cores are idle right now (from /proc/stat over ``window`` seconds); None if unknown."""
-    def read() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        return values[3] + values[4], sum(values[:8])  # idle + iowait, total (without guest time)
-
-    try:
-        idle0, total0 = read()
-        time.sleep(window)
-        idle1, total1 = read()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 <= total0:
-        return None
-    return (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0)
-
-
-def cpu_threads(limit: int = 2) -> int:
-    """Threads for CPU training: at most ``limit``, fewer when other processes keep the cores busy.
-
-    Two threads on two cores that another process is using are far slower than one
-    (each waits for the other at every parallel region), so we look at how many cores
-    are idle right now (Linux), or at the load average elsewhere. The result changes
-    the speed, not the trained weights.
-    """
-    free = _idle_cores()
-    if free is None:
-        try:
-            free = (os.cpu_count() or 1) - os.getloadavg()[0]
-        except (AttributeError, OSError):  # no load average (Windows)
-            free = float(limit)
-    return max(1, min(limit, torch.get_num_threads(), int(free + 0.5)))
-
-
 def cosine_schedule(step: int, total_steps: int, warmup_steps: int) -> float:
     """Learning-rate multiplier: linear warm-up from 0, then cosine decay to 0."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -187,6 +151,37 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
             decay.append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def _draw_batch(
+    images: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    idx: torch.Tensor,
+    generator: torch.Generator,
+    grayscale_p: float,
+    free: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images ``idx`` with one random caption each: ``(images [B, 3, H, W], ids [B, T'], mask [B, T'])``.
+
+    With ``free`` (count and sampling weights of each image's colour-free captions), an
+    image is shown in grey with one of its colour-free captions with chance ``grayscale_p``.
+    Columns that are padding in every row are dropped (exact, with a masked mean).
+    """
+    device = images.device
+    caption = torch.randint(input_ids.shape[1], (len(idx),), generator=generator)
+    batch_images = images[idx.to(device)]
+    if free is not None:
+        free_count, free_weights = free
+        to_grey = (torch.rand(len(idx), generator=generator) < grayscale_p) & (free_count[idx] > 0)
+        free_caption = torch.multinomial(free_weights[idx], 1, generator=generator).squeeze(1)
+        caption = torch.where(to_grey, free_caption, caption)
+        g = to_grey.to(device)[:, None, None, None]
+        batch_images = torch.where(g, batch_images.mean(1, keepdim=True).expand_as(batch_images), batch_images)
+    ids = input_ids[idx.to(device), caption.to(device)]
+    mask = attention_mask[idx.to(device), caption.to(device)]
+    width = max(int(mask.sum(1).max()), 1)
+    return batch_images, ids[:, :width], mask[:, :width]
 
 
 def train_clip(
@@ -213,8 +208,6 @@ def train_clip(
     """
     from tqdm.auto import tqdm
 
-    from clipcourse.device import get_device
-
     config = config or TrainConfig()
     device = torch.device(device) if device is not None else get_device()
     if images.dim() != 4 or not images.is_floating_point():
@@ -227,17 +220,15 @@ def train_clip(
     n, k = input_ids.shape[:2]
     if colour_free is not None and colour_free.shape != (n, k):
         raise ValueError(f"colour_free must be [N, K] = {(n, k)}, got {tuple(colour_free.shape)}")
-    grey = colour_free is not None and config.grayscale_p > 0
-    if grey:
+    free = None
+    if colour_free is not None and config.grayscale_p > 0:
         free_count = colour_free.sum(1)
         # Sampling weights over each image's colour-free captions (uniform; zeros elsewhere).
-        free_weights = colour_free.float() + (free_count == 0).float()[:, None]
+        free = (free_count, colour_free.float() + (free_count == 0).float()[:, None])
     if config.batch_size > n:
         raise ValueError(f"batch_size={config.batch_size} exceeds the {n} training images")
 
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(config.num_threads))
+    threads = cpu_threads(config.num_threads) if device.type == "cpu" else torch.get_num_threads()
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device).train()
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
@@ -247,40 +238,24 @@ def train_clip(
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     images, input_ids, attention_mask = images.to(device), input_ids.to(device), attention_mask.to(device)
 
-    history = History(device=str(device), threads=torch.get_num_threads() if device.type == "cpu" else 0)
+    history = History(device=str(device), threads=threads if device.type == "cpu" else 0)
     order = torch.randperm(n, generator=generator)
     cursor = 0
     start = time.perf_counter()
-    try:
-        bar = tqdm(range(config.steps), desc="training MiniCLIP", disable=not progress, mininterval=0.5)
+    bar = tqdm(range(config.steps), desc="training MiniCLIP", disable=not progress, mininterval=0.5)
+    with torch_threads(threads):
         for _ in bar:
             if cursor + config.batch_size > n:
                 order, cursor = torch.randperm(n, generator=generator), 0
             idx = order[cursor : cursor + config.batch_size]
             cursor += config.batch_size
-            caption = torch.randint(k, (len(idx),), generator=generator)
-            batch_images = images[idx.to(device)]
-            if grey:
-                to_grey = (torch.rand(len(idx), generator=generator) < config.grayscale_p) & (free_count[idx] > 0)
-                free_caption = torch.multinomial(free_weights[idx], 1, generator=generator).squeeze(1)
-                caption = torch.where(to_grey, free_caption, caption)
-                g = to_grey.to(device)[:, None, None, None]
-                batch_images = torch.where(g, batch_images.mean(1, keepdim=True).expand_as(batch_images), batch_images)
-            ids = input_ids[idx.to(device), caption.to(device)]
-            mask = attention_mask[idx.to(device), caption.to(device)]
-            width = max(int(mask.sum(1).max()), 1)  # drop all-padding columns: exact with a masked mean
-            ids, mask = ids[:, :width], mask[:, :width]
-
+            batch = _draw_batch(images, input_ids, attention_mask, idx, generator, config.grayscale_p, free)
             history.lr.append(optimizer.param_groups[0]["lr"])
-            history.loss.append(train_step(model, batch_images, ids, mask, optimizer, scaler=scaler))
+            history.loss.append(train_step(model, *batch, optimizer, scaler=scaler))
             scheduler.step()
             history.scale.append(float(model.logit_scale.detach().exp()))
             if progress and len(history) % 10 == 0:
                 bar.set_postfix(loss=f"{history.loss[-1]:.3f}", scale=f"{history.scale[-1]:.1f}")
-    finally:
-        torch.set_num_threads(threads)
-    from clipcourse.device import synchronize
-
     synchronize(device)
     history.train_s = time.perf_counter() - start
     model.eval()

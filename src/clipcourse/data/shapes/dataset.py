@@ -10,6 +10,7 @@ import torch
 
 from clipcourse.data.shapes.vocabulary import _check_count
 from clipcourse.data.shapes.world import ShapesSplit, ShapesWorld
+from clipcourse.device import torch_threads
 
 __all__ = ["ShapesDataset", "images_per_second"]
 
@@ -89,14 +90,10 @@ def images_per_second(n: int = 5000, image_size: int = 32, repeats: int = 3) -> 
     n = _check_count("n", n)
     world = ShapesWorld(seed=0, image_size=image_size)
     attrs = world.sample_attributes(n, 0, combos="all")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        best = float("inf")
+    best = float("inf")
+    with torch_threads(1):
         for r in range(repeats):
             start = time.perf_counter()
             world.render(attrs, np.random.default_rng(r))
             best = min(best, time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(threads)
     return n / best
