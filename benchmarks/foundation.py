@@ -42,13 +42,7 @@ def lesson_seconds(path: Path) -> float:
 
 
 def autograde_seconds_per_notebook(assignment: str = "ch01") -> tuple[float, int]:
-    name, base = sample_class.released(assignment)
-    answers = sample_class.solution_answers(assignment)
-    students = [
-        sample_class.Student("correct", None, sample_class.with_answers(base, answers)),
-        sample_class.Student("stub", None, base),
-        sample_class.mistake_students(assignment)[0],
-    ]
+    students = [*sample_class.baseline_students(assignment), sample_class.mistake_students(assignment)[0]]
     with tempfile.TemporaryDirectory() as tmp:
         sample_class.write_class(students, assignment, Path(tmp) / "class")
         start = time.perf_counter()
