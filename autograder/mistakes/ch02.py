@@ -99,6 +99,15 @@ return logits, logits.T
 """,
     ),
     _logits(
+        "normalise_text_only",
+        "normalise the image features too",
+        """
+scale = logit_scale.exp().clamp(max=100)
+logits = scale * image_features @ F.normalize(text_features, dim=-1).T
+return logits, logits.T
+""",
+    ),
+    _logits(
         "no_exp",
         "logit_scale holds the log of the scale",
         """
