@@ -269,4 +269,54 @@ return alignment, uniformity
     ),
 ]
 
-MISTAKES: list[Mistake] = COSINE + INFO_NCE + NT_XENT + ALIGNMENT_UNIFORMITY
+#: Item 6 of issue 7: what a loss is for. Both give the right value on the visible float32
+#: inputs; the hidden tests' ``grading.expect_loss_contract`` catches them.
+INFO_NCE_CONTRACT = [
+    _nce(
+        "keys_detached",
+        "no gradient reaches keys",
+        """
+q = F.normalize(queries, dim=1)
+k = F.normalize(keys.detach(), dim=1)
+logits = q @ k.T / temperature
+return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+""",
+    ),
+    _nce(
+        "float32_cast",
+        "float64 inputs must give a float64 loss",
+        """
+q = F.normalize(queries.float(), dim=1)
+k = F.normalize(keys.float(), dim=1)
+logits = q @ k.T / temperature
+return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+""",
+    ),
+]
+
+NT_XENT_CONTRACT = [
+    _ntx(
+        "second_view_detached",
+        "no gradient reaches z2",
+        """
+n = len(z1)
+z = F.normalize(torch.cat([z1, z2.detach()]), dim=1)
+logits = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+return F.cross_entropy(logits, targets)
+""",
+    ),
+    _ntx(
+        "float32_cast",
+        "float64 inputs must give a float64 loss",
+        """
+n = len(z1)
+z = F.normalize(torch.cat([z1, z2]).to(torch.float32), dim=1)
+logits = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+return F.cross_entropy(logits, targets)
+""",
+    ),
+]
+
+MISTAKES: list[Mistake] = COSINE + INFO_NCE + NT_XENT + ALIGNMENT_UNIFORMITY + INFO_NCE_CONTRACT + NT_XENT_CONTRACT

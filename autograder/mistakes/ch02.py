@@ -350,4 +350,28 @@ return loss.item()
     ),
 ]
 
-MISTAKES = POOL + LOGITS + LOSS + STEP
+#: Item 6 of issue 7: what the loss is for. Both give the right value on the visible float32
+#: logits; the hidden tests' ``grading.expect_loss_contract`` catches them.
+LOSS_CONTRACT = [
+    _loss(
+        "text_direction_detached",
+        "the gradient with respect to logits_per_image",
+        """
+labels = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)
+image_to_text = F.cross_entropy(logits_per_image, labels)
+text_to_image = F.cross_entropy(logits_per_image.T.detach(), labels)
+return (image_to_text + text_to_image) / 2
+""",
+    ),
+    _loss(
+        "float32_cast",
+        "float64 inputs must give a float64 loss",
+        """
+logits = logits_per_image.float()
+labels = torch.arange(logits.shape[0], device=logits.device)
+return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+""",
+    ),
+]
+
+MISTAKES = POOL + LOGITS + LOSS + STEP + LOSS_CONTRACT
