@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from clipcourse.encoding import as_float_images
 
 __all__ = [
+    "confusion_matrix",
     "embedding_scatter",
     "html_table",
     "image_grid",
@@ -264,3 +265,42 @@ def html_table(
     )
     title = f"<caption>{escape(caption)}</caption>" if caption else ""
     return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def confusion_matrix(
+    true: torch.Tensor | np.ndarray | Sequence[int],
+    predicted: torch.Tensor | np.ndarray | Sequence[int],
+    labels: Sequence[int],
+    names: Sequence[str],
+    *,
+    rows: int | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Counts of (true, predicted) class pairs, drawn by scikit-learn's ``ConfusionMatrixDisplay``.
+
+    ``labels`` are the class ids to show, in order, and ``names`` their names. With
+    ``rows``, only the first ``rows`` true classes are shown (e.g. the held-out
+    classes, with every class they were mistaken for as columns). Zero cells stay blank.
+    """
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    if len(names) != len(labels):
+        raise ValueError(f"{len(labels)} labels but {len(names)} names")
+    shown = len(labels) if rows is None else rows
+    ax = _axes(ax, (1.0 + 0.55 * len(labels), 1.0 + 0.45 * shown))
+    display = ConfusionMatrixDisplay.from_predictions(
+        _numpy(true, "true"), _numpy(predicted, "predicted"), labels=list(labels),
+        display_labels=list(names), cmap="Blues", colorbar=False, ax=ax, xticks_rotation=60,
+    )
+    for text, value in zip(display.text_.ravel(), display.confusion_matrix.ravel(), strict=True):
+        text.set_visible(bool(value))
+        text.set_fontsize(8)
+    ax.set_ylim(shown - 0.5, -0.5)
+    ax.tick_params(labelsize=8)
+    plt.setp(ax.get_xticklabels(), ha="right")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title)
+    return ax

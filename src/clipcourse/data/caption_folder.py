@@ -8,7 +8,7 @@ unique images plus captions for retrieval.
   ``image,caption`` (several rows per image allowed, as in Flickr8k's
   ``captions.txt``). Decoded with torchvision, resized to a square.
 * :func:`load_flickr8k`: a Flickr8k-style caption set from the Hugging Face
-  Hub via the ``datasets`` library (online only; ``pip install datasets``).
+  Hub via the ``datasets`` library (online only; in the ``colab`` extra, ``pip install datasets``).
   :func:`parse_caption_rows` turns its rows into ``(image, captions)`` pairs,
   whatever the caption columns are called.
 
