@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = [
     "load_checkpoint",
     "make_optimizer",
     "save_checkpoint",
+    "shuffled_batches",
     "train_clip",
     "train_step",
 ]
@@ -153,6 +155,43 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
 
 
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches ``[batch_size]`` drawn without replacement, a fresh permutation each epoch.
+
+    An epoch's last, incomplete batch is skipped, so every batch has the same size.
+    Shared by :func:`train_clip` and :func:`clipcourse.simclr.train_simclr`.
+    """
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be between 1 and the {n} items, got {batch_size}")
+    order, cursor = torch.randperm(n, generator=generator), 0
+    while True:
+        if cursor + batch_size > n:
+            order, cursor = torch.randperm(n, generator=generator), 0
+        yield order[cursor : cursor + batch_size]
+        cursor += batch_size
+
+
+def _check_training_data(
+    images: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    colour_free: torch.Tensor | None,
+    batch_size: int,
+) -> None:
+    if images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be float [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+    if input_ids.dim() != 3 or input_ids.shape[0] != images.shape[0] or attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"input_ids and attention_mask must be [N, K, T] with N={images.shape[0]} images, got "
+            f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}"
+        )
+    n, k = input_ids.shape[:2]
+    if colour_free is not None and colour_free.shape != (n, k):
+        raise ValueError(f"colour_free must be [N, K] = {(n, k)}, got {tuple(colour_free.shape)}")
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} exceeds the {n} training images")
+
+
 def _draw_batch(
     images: torch.Tensor,
     input_ids: torch.Tensor,
@@ -210,23 +249,13 @@ def train_clip(
 
     config = config or TrainConfig()
     device = torch.device(device) if device is not None else get_device()
-    if images.dim() != 4 or not images.is_floating_point():
-        raise ValueError(f"images must be float [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
-    if input_ids.dim() != 3 or input_ids.shape[0] != images.shape[0] or attention_mask.shape != input_ids.shape:
-        raise ValueError(
-            f"input_ids and attention_mask must be [N, K, T] with N={images.shape[0]} images, got "
-            f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}"
-        )
-    n, k = input_ids.shape[:2]
-    if colour_free is not None and colour_free.shape != (n, k):
-        raise ValueError(f"colour_free must be [N, K] = {(n, k)}, got {tuple(colour_free.shape)}")
+    _check_training_data(images, input_ids, attention_mask, colour_free, config.batch_size)
+    n = images.shape[0]
     free = None
     if colour_free is not None and config.grayscale_p > 0:
         free_count = colour_free.sum(1)
         # Sampling weights over each image's colour-free captions (uniform; zeros elsewhere).
         free = (free_count, colour_free.float() + (free_count == 0).float()[:, None])
-    if config.batch_size > n:
-        raise ValueError(f"batch_size={config.batch_size} exceeds the {n} training images")
 
     threads = cpu_threads(config.num_threads) if device.type == "cpu" else torch.get_num_threads()
     generator = torch.Generator().manual_seed(config.seed)
@@ -239,16 +268,12 @@ def train_clip(
     images, input_ids, attention_mask = images.to(device), input_ids.to(device), attention_mask.to(device)
 
     history = History(device=str(device), threads=threads if device.type == "cpu" else 0)
-    order = torch.randperm(n, generator=generator)
-    cursor = 0
+    batches = shuffled_batches(n, config.batch_size, generator)
     start = time.perf_counter()
     bar = tqdm(range(config.steps), desc="training MiniCLIP", disable=not progress, mininterval=0.5)
     with torch_threads(threads):
         for _ in bar:
-            if cursor + config.batch_size > n:
-                order, cursor = torch.randperm(n, generator=generator), 0
-            idx = order[cursor : cursor + config.batch_size]
-            cursor += config.batch_size
+            idx = next(batches)
             batch = _draw_batch(images, input_ids, attention_mask, idx, generator, config.grayscale_p, free)
             history.lr.append(optimizer.param_groups[0]["lr"])
             history.loss.append(train_step(model, *batch, optimizer, scaler=scaler))
