@@ -8,30 +8,12 @@ hint is printed when its mistake is made; the hidden tests fail on all of them t
 
 from __future__ import annotations
 
-from autograder.mistakes import Mistake
+from autograder.mistakes import Mistake, answers
 
-
-def _m(function: str, name: str, hint: str, body: str, args: str) -> Mistake:
-    lines = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
-    return Mistake(
-        function=function, name=name, hint=hint, code=f"def {function}({args}):\n{lines}\n"
-    )
-
-
-def _cos(name: str, hint: str, body: str) -> Mistake:
-    return _m("cosine_similarity_matrix", name, hint, body, "a, b")
-
-
-def _nce(name: str, hint: str, body: str) -> Mistake:
-    return _m("info_nce_loss", name, hint, body, "queries, keys, temperature")
-
-
-def _ntx(name: str, hint: str, body: str) -> Mistake:
-    return _m("nt_xent_loss", name, hint, body, "z1, z2, temperature")
-
-
-def _au(name: str, hint: str, body: str) -> Mistake:
-    return _m("alignment_uniformity", name, hint, body, "z1, z2, t=2.0")
+_cos = answers("cosine_similarity_matrix", "a, b")
+_nce = answers("info_nce_loss", "queries, keys, temperature")
+_ntx = answers("nt_xent_loss", "z1, z2, temperature")
+_au = answers("alignment_uniformity", "z1, z2, t=2.0")
 
 
 COSINE = [

@@ -9,28 +9,12 @@ is printed when its mistake is made; the hidden tests fail on all of them too.
 
 from __future__ import annotations
 
-from autograder.mistakes import Mistake
+from autograder.mistakes import answers
 
-
-def _m(function: str, name: str, hint: str, body: str, args: str) -> Mistake:
-    lines = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
-    return Mistake(function=function, name=name, hint=hint, code=f"def {function}({args}):\n{lines}\n")
-
-
-def _pool(name: str, hint: str, body: str) -> Mistake:
-    return _m("masked_mean_pool", name, hint, body, "hidden_states, attention_mask")
-
-
-def _logits(name: str, hint: str, body: str) -> Mistake:
-    return _m("clip_logits", name, hint, body, "image_features, text_features, logit_scale")
-
-
-def _loss(name: str, hint: str, body: str) -> Mistake:
-    return _m("clip_loss", name, hint, body, "logits_per_image")
-
-
-def _step(name: str, hint: str, body: str) -> Mistake:
-    return _m("train_step", name, hint, body, "model, images, input_ids, attention_mask, optimizer")
+_pool = answers("masked_mean_pool", "hidden_states, attention_mask")
+_logits = answers("clip_logits", "image_features, text_features, logit_scale")
+_loss = answers("clip_loss", "logits_per_image")
+_step = answers("train_step", "model, images, input_ids, attention_mask, optimizer")
 
 
 POOL = [

@@ -8,28 +8,11 @@ hint is printed when its mistake is made; the hidden tests fail on all of them t
 
 from __future__ import annotations
 
-from autograder.mistakes import Mistake
+from autograder.mistakes import answers
 
-
-def _m(function: str, name: str, hint: str, body: str, args: str) -> Mistake:
-    lines = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
-    return Mistake(
-        function=function, name=name, hint=hint, code=f"def {function}({args}):\n{lines}\n"
-    )
-
-
-def _w(name: str, hint: str, body: str) -> Mistake:
-    return _m("build_zero_shot_weights", name, hint, body, "encode_text, classnames, templates")
-
-
-def _p(name: str, hint: str, body: str) -> Mistake:
-    return _m(
-        "zero_shot_probabilities", name, hint, body, "image_features, class_weights, scale"
-    )
-
-
-def _k(name: str, hint: str, body: str) -> Mistake:
-    return _m("top_k_accuracy", name, hint, body, "logits, labels, k=1")
+_w = answers("build_zero_shot_weights", "encode_text, classnames, templates")
+_p = answers("zero_shot_probabilities", "image_features, class_weights, scale")
+_k = answers("top_k_accuracy", "logits, labels, k=1")
 
 
 _PER_CLASS = "embeddings = encode_text([t.format(name) for t in templates])"

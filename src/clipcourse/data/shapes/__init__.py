@@ -28,7 +28,7 @@ and the rendering benchmark). Every public name is importable from here and
 from :mod:`clipcourse.data`.
 """
 
-from clipcourse.data.shapes import captions, dataset, render, vocabulary, world  # noqa: F401
+from clipcourse.data.shapes import captions, dataset, render, vocabulary, world  # noqa: F401  (submodules)
 from clipcourse.data.shapes.captions import *  # noqa: F403
 from clipcourse.data.shapes.dataset import *  # noqa: F403
 from clipcourse.data.shapes.vocabulary import *  # noqa: F403

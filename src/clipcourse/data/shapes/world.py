@@ -1,24 +1,9 @@
 """ShapesWorld: the world, its held-out colour×shape combinations and its splits.
 
-Every chapter needs image–text pairs that are (1) available offline, (2) cheap
-to generate on a laptop CPU, (3) learnable in about a minute, and (4) come with
-exact ground truth. A procedurally drawn world gives all four: each image shows
-one or more shapes with four attributes (colour, shape, size, position), and
-each image has several captions written from templates and synonyms, like the
-five captions per image in COCO.
-
-Two ideas from the literature shape the design:
-
-* **Held-out combinations** (as in ShapeWorld and CLEVR-CoGenT): some
-  colour×shape pairs never occur in training images or captions, although each
-  colour and each shape does. Zero-shot accuracy on them measures
-  compositional generalisation, not memorisation.
-* **Graded relevance**: a caption can mention only some attributes, and an image
-  can match some of them. :func:`relevance` counts the matches, which gives
-  retrieval metrics with several relevant items (and NDCG) honest ground truth.
-
-Everything is deterministic for a seed and vectorised over the batch in NumPy,
-so tens of thousands of images per second render on a single core.
+Some colour×shape pairs never occur in training images or captions, although
+each colour and each shape does (as in ShapeWorld and CLEVR-CoGenT), so zero-shot
+accuracy on them measures compositional generalisation, not memorisation. The
+design of the whole world is described in :mod:`clipcourse.data.shapes`.
 """
 
 from __future__ import annotations
