@@ -77,6 +77,16 @@ class Student:
     label: str = ""
 
 
+def baseline_students(assignment: str) -> list[Student]:
+    """The two students every grading run starts from: "correct" (full marks) and "stub" (zero)."""
+    _, base = released(assignment)
+    points = test_points(assignment)
+    return [
+        Student("correct", dict(points), with_answers(base, solution_answers(assignment))),
+        Student("stub", {t: 0.0 for t in points}, base),
+    ]
+
+
 def mistake_students(assignment: str) -> list[Student]:
     """Mistakes grouped so that each student carries at most one mistake per function."""
     _, base = released(assignment)
@@ -145,8 +155,9 @@ def hostile_students(assignment: str) -> list[Student]:
     stub_answers = {
         _meta(c)["grade_id"]: c.source for c in base.cells if _meta(c).get("grade_id") in answers
     }
+    correct, stub = baseline_students(assignment)
     return [
-        Student("correct", full, with_answers(base, answers)),
+        correct,
         Student("partial", only_first, with_answers(base, {first: answers[first]})),
         Student("syntax_error", without_first, with_answers(base, {**answers, first: answers[first].replace("def ", "def def ", 1)})),
         Student("infinite_loop", without_first, with_answers(base, {**answers, first: "while True:\n    pass\n" + answers[first]})),
@@ -154,7 +165,7 @@ def hostile_students(assignment: str) -> list[Student]:
         Student("edited_locked_test", zero, edit(edit_test, base)),
         Student("os_exit", without_first, with_answers(base, {**answers, first: "import os\nos._exit(1)\n" + answers[first]})),
         Student("monkeypatch", zero, with_answers(base, {**stub_answers, first: patch + stub_answers[first]})),
-        Student("stub", zero, base),
+        stub,
         Student("malformed", None, "{ this is not a notebook"),
         Student("missing", None, None),
     ]

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from clipcourse import pretrained, probe, zeroshot
+from clipcourse import binding, course_model, metrics, probe, prompts, text, zeroshot
 from clipcourse.data import ALL_CLASSES, ShapesWorld, class_name
 
 TARGET_UNSEEN_TOP1 = 0.95
@@ -34,7 +34,7 @@ def main() -> dict:
 
     torch.manual_seed(0)
     start = time.perf_counter()
-    clip = pretrained.mini_clip(retrain=args.retrain, progress=False)
+    clip = course_model.mini_clip(retrain=args.retrain, progress=False)
     load_s = time.perf_counter() - start
     scale = clip.model.logit_scale.exp().item()
 
@@ -50,39 +50,39 @@ def main() -> dict:
     raw = zeroshot.zero_shot_probabilities(feats, weights, 1.0)
     scaled = zeroshot.zero_shot_probabilities(feats, weights, scale)
 
-    encode_text = zeroshot.cached_text_encoder(clip.encode_text)
+    encode_text = text.cached_text_encoder(clip.encode_text)
     val = world.split("val")
-    chosen = zeroshot.select_templates(
+    chosen = prompts.select_templates(
         encode_text, probe.extract_features(clip.encode_image, val.images), val.labels(),
-        classnames, zeroshot.TEMPLATE_FAMILIES["ensemble"], top=4,
+        classnames, prompts.TEMPLATE_FAMILIES["ensemble"], top=4,
     )  # fmt: skip
-    families = {**zeroshot.TEMPLATE_FAMILIES, "ensemble (val top-4)": chosen}
-    table = zeroshot.evaluate_templates(
-        encode_text, feats, labels, classnames, families, logit_scale=scale
+    families = {**prompts.TEMPLATE_FAMILIES, "ensemble (val top-4)": chosen}
+    table = prompts.evaluate_templates(
+        encode_text, feats, labels, classnames, families, scale=scale
     )
     val_best = next(r for r in table.singles if r["template"] == chosen[0])
-    table_all = zeroshot.evaluate_templates(
+    table_all = prompts.evaluate_templates(
         clip.encode_text, feats, labels, classnames,
-        {"contrastive_all": zeroshot.TEMPLATE_FAMILIES["contrastive"]}, contrast="all",
+        {"contrastive_all": prompts.TEMPLATE_FAMILIES["contrastive"]}, contrast="all",
     )  # fmt: skip
 
     pool = world.split("test")
     pool_feats = probe.extract_features(clip.encode_image, pool.images)
-    curve = zeroshot.k_shot_probe_curve(
+    curve = probe.k_shot_probe_curve(
         pool_feats, pool.labels(), feats, labels, ks=(1, 2, 4, 8, 16), seeds=range(args.probe_seeds)
     )
 
     scenes = world.scene_split(400, n_objects=2)
     pairs = [([o.colour for o in objs], [o.shape for o in objs]) for objs in scenes.attributes]
-    binding = zeroshot.attribute_binding_accuracy(
+    scores = binding.attribute_binding_accuracy(
         probe.extract_features(clip.encode_image, scenes.images), clip.encode_text, pairs
     )
     eval_s = time.perf_counter() - t0
 
-    top1 = zeroshot.top_k_accuracy(logits, labels, 1)
+    top1 = metrics.top_k_accuracy(logits, labels, 1)
     result = {
         "zeroshot_unseen_top1": top1,
-        "zeroshot_unseen_top5": zeroshot.top_k_accuracy(logits, labels, 5),
+        "zeroshot_unseen_top5": metrics.top_k_accuracy(logits, labels, 5),
         "zeroshot_template": "a photo of a {}.",
         "meets_target": top1 >= TARGET_UNSEEN_TOP1,
         "target_unseen_top1": TARGET_UNSEEN_TOP1,
@@ -90,7 +90,7 @@ def main() -> dict:
         "best_single_template_top1": table.best_single["top1"],
         "ensemble_top1": table.family("ensemble")["top1"],
         "ensemble_gain": table.ensemble_gain(),
-        "ensemble_templates": len(zeroshot.TEMPLATE_FAMILIES["ensemble"]),
+        "ensemble_templates": len(prompts.TEMPLATE_FAMILIES["ensemble"]),
         "val_selected_templates": chosen,
         "val_selected_ensemble_top1": table.family("ensemble (val top-4)")["top1"],
         "val_best_single_template": chosen[0],
@@ -103,11 +103,11 @@ def main() -> dict:
         | {"contrastive_all": table_all.families[0]["top1"]},
         "singles_top1": {r["template"]: r["top1"] for r in table.singles},
         "probe_top1": {str(k): v for k, v in curve.items()},
-        "binding_true_wins": binding["true_wins"],
-        "binding_mean_margin": binding["mean_margin"],
+        "binding_true_wins": scores["true_wins"],
+        "binding_mean_margin": scores["mean_margin"],
         "raw_softmax_mean_max_prob": raw.max(1).values.mean().item(),
         "scaled_softmax_mean_max_prob": scaled.max(1).values.mean().item(),
-        "logit_scale": scale,
+        "scale": scale,
         "n_unseen": len(unseen),
         "train_s": clip.history.train_s,
         "train_s_source": "cached history" if clip.from_cache else "trained by this run",

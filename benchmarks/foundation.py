@@ -25,16 +25,13 @@ sys.path.insert(0, str(REPO))
 
 from autograder import course, sample_class  # noqa: E402
 from clipcourse.data.shapes import images_per_second  # noqa: E402
+from clipcourse.device import torch_threads  # noqa: E402
 
 
 def shapes_speed() -> float:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         images_per_second(n=1000)  # warm-up
         return max(images_per_second(n=5000) for _ in range(3))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def lesson_seconds(path: Path) -> float:
@@ -45,13 +42,7 @@ def lesson_seconds(path: Path) -> float:
 
 
 def autograde_seconds_per_notebook(assignment: str = "ch01") -> tuple[float, int]:
-    name, base = sample_class.released(assignment)
-    answers = sample_class.solution_answers(assignment)
-    students = [
-        sample_class.Student("correct", None, sample_class.with_answers(base, answers)),
-        sample_class.Student("stub", None, base),
-        sample_class.mistake_students(assignment)[0],
-    ]
+    students = [*sample_class.baseline_students(assignment), sample_class.mistake_students(assignment)[0]]
     with tempfile.TemporaryDirectory() as tmp:
         sample_class.write_class(students, assignment, Path(tmp) / "class")
         start = time.perf_counter()

@@ -26,46 +26,58 @@ def test_setup_on_colab_installs_only_what_is_missing(monkeypatch):
 
 
 def test_missing_requirements_never_lists_torch_and_skips_installed():
-    extras = {"faiss": "faiss-cpu>=1.7", "tqdm": "tqdm>=4"}
-    assert colab.missing_requirements(extras, installed={"tqdm"}) == ["faiss-cpu>=1.7"]
-    assert colab.missing_requirements(extras, installed={"tqdm", "FAISS-CPU"}) == []
+    extras = ["faiss-cpu>=1.7", "tqdm>=4"]
+    assert colab.missing_requirements(extras, installed={"tqdm": "4.66"}) == ["faiss-cpu>=1.7"]
+    assert colab.missing_requirements(extras, installed={"tqdm": "4.66", "FAISS_CPU": "1.8"}) == []
+    assert colab.missing_requirements(["tqdm>=4"], installed={"tqdm": "3.9"}) == ["tqdm>=4"]  # too old
     with pytest.raises(ValueError, match="torch"):
-        colab.missing_requirements({"torch": "torch>=2"}, installed=set())
+        colab.missing_requirements(["torch>=2"], installed={})
     with pytest.raises(ValueError, match="torch"):
         colab.pip_install_command(["torchvision==0.20"])
 
 
-def test_default_extras_exclude_torch():
-    names = {colab._requirement_name(r) for r in colab.COLAB_EXTRAS.values()}
-    assert names.isdisjoint(colab.PROTECTED)
+def test_colab_extra_is_declared_in_pyproject_without_torch(repo):
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    extras = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {Requirement(r).name for r in extras[colab.EXTRA]}
+    assert names and names.isdisjoint(colab.PROTECTED)
+    assert colab.missing_requirements(extras[colab.EXTRA], installed={n: "999" for n in names}) == []
+
+
+def test_colab_requirements_reads_the_extra_from_package_metadata(monkeypatch):
+    monkeypatch.setattr(
+        colab.importlib.metadata,
+        "requires",
+        lambda name: ["numpy>=1.24", 'scikit-image>=0.22; extra == "colab"', 'pytest>=8; extra == "dev"'],
+    )
+    assert colab.colab_requirements() == ["scikit-image>=0.22"]
 
 
 def test_bootstrap_installs_from_the_book_repository(repo):
     url = yaml.safe_load((repo / "_config.yml").read_text())["repository"]["url"]
     assert colab.REPOSITORY_URL == url
-    assert f"git+{url}" in colab.BOOTSTRAP_CELL
+    assert f"clipcourse[{colab.EXTRA}] @ git+{url}" in colab.BOOTSTRAP_CELL
     assert "torch" not in re.sub(r"never torch", "", colab.BOOTSTRAP_CELL.split("\n", 1)[1])
     exec(compile(colab.BOOTSTRAP_CELL, "bootstrap", "exec"), {})  # a no-op outside Colab
 
 
-def test_device_is_cpu_without_cuda(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert device.get_device().type == "cpu"
+@pytest.mark.parametrize("cuda", [False, True])
+def test_device_and_synchronize_follow_cuda_availability(monkeypatch, cuda):
+    """CPU without CUDA (and no CUDA call at all), CUDA when present; the timer syncs only there."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    kind = "cuda" if cuda else "cpu"
+    assert device.get_device().type == kind
     called = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: called.append(a))
-    device.synchronize("cpu")
-    with device.timer("cpu") as t:
-        pass
-    assert called == [] and t["seconds"] >= 0
-
-
-def test_device_prefers_cuda_when_available(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert device.get_device().type == "cuda"
-    called = []
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: called.append(a))
-    device.synchronize("cuda")
-    assert len(called) == 1
+    device.synchronize(kind)
+    assert len(called) == int(cuda)
+    if not cuda:
+        with device.timer("cpu") as t:
+            pass
+        assert called == [] and t["seconds"] >= 0
 
 
 def test_seed_everything_repeats_random_draws():

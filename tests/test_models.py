@@ -10,7 +10,7 @@ from torch import nn
 
 from clipcourse.models import MiniCLIP, MiniCLIPConfig, ResNet18Encoder, SmallCNN
 
-TINY = MiniCLIPConfig(vocab_size=50, context_length=8, embed_dim=8, image_width=8, text_width=16, text_layers=1)
+TINY = MiniCLIPConfig.tiny(vocab_size=50, context_length=8, image_width=8, text_width=16)
 
 
 @pytest.fixture(scope="module")

@@ -96,3 +96,19 @@ def test_html_table_escapes_and_checks_widths():
     assert html.count("<tr>") == 3
     with pytest.raises(ValueError, match="row 1 has 1 cells"):
         plots.html_table(["a", "b"], [["x", "y"], ["z"]])
+
+
+def test_confusion_matrix_draws_the_counts_with_sklearn():
+    import matplotlib.pyplot as plt
+
+    from clipcourse import plots
+
+    true = [0, 0, 1, 1, 1]
+    pred = [0, 2, 1, 1, 0]
+    ax = plots.confusion_matrix(true, pred, [0, 1, 2], ["a", "b", "c"], rows=2)
+    shown = [t.get_text() for t in ax.texts if t.get_visible()]
+    assert sorted(shown) == ["1", "1", "1", "2"]  # zero cells stay blank
+    assert ax.get_ylim() == (1.5, -0.5)  # only the two true classes
+    with pytest.raises(ValueError, match="names"):
+        plots.confusion_matrix(true, pred, [0, 1, 2], ["a", "b"])
+    plt.close("all")

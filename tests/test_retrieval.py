@@ -1,4 +1,4 @@
-"""Retrieval helpers: ranking, R@K/P@K, pair and attribute relevance (checked against matches_all)."""
+"""Retrieval helpers: ranking, hit@K/P@K, pair and attribute relevance (checked against matches_all)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from clipcourse.retrieval import (
     SplitEmbeddings,
     attribute_relevance,
     encode_split,
+    hit_rate_and_precision,
     pair_relevance,
     rank,
-    retrieval_metrics,
     text_to_image_metrics,
 )
 
@@ -29,12 +29,12 @@ def test_rank_orders_by_similarity_and_caps_k():
 def test_metrics_by_hand():
     ranking = torch.tensor([[2, 0, 1], [0, 1, 2]])
     relevant = torch.tensor([[True, False, False], [False, True, True]])
-    m = retrieval_metrics(ranking, relevant, ks=(1, 2, 3))
-    assert m["R@1"] == 0.0 and m["R@2"] == 1.0  # both queries have a hit within 2
+    m = hit_rate_and_precision(ranking, relevant, ks=(1, 2, 3))
+    assert m["hit@1"] == 0.0 and m["hit@2"] == 1.0  # both queries have a hit within 2
     assert m["P@1"] == 0.0 and m["P@2"] == pytest.approx((0.5 + 0.5) / 2)
     assert m["P@3"] == pytest.approx((1 / 3 + 2 / 3) / 2)
     with pytest.raises(ValueError, match="exceeds"):
-        retrieval_metrics(ranking, relevant, ks=(4,))
+        hit_rate_and_precision(ranking, relevant, ks=(4,))
 
 
 def test_attribute_relevance_matches_matches_all():
@@ -62,7 +62,7 @@ def test_encode_split_shapes_and_normalisation():
 
     split = ShapesWorld(seed=0).split("test", n=6)
     torch.manual_seed(0)
-    model = MiniCLIP(MiniCLIPConfig(image_width=4, text_width=8, text_layers=1, embed_dim=8)).train()
+    model = MiniCLIP(MiniCLIPConfig.tiny()).train()
     emb = encode_split(model, shapes_tokenizer(), split)
     assert emb.image_features.shape == (6, 8) and emb.text_features.shape == (30, 8)
     torch.testing.assert_close(emb.text_features.norm(dim=-1), torch.ones(30))
@@ -77,5 +77,5 @@ def test_metrics_of_a_perfect_embedding():
     captions = [c for caps in split.captions for c in caps]
     emb = SplitEmbeddings(images, images[owner], owner, captions)
     m = text_to_image_metrics(emb, split, ks=(1, 5))
-    assert m["pair"]["R@1"] == 1.0 and m["pair"]["P@1"] == 1.0 and m["attribute"]["P@1"] == 1.0
-    assert m["pair"]["P@5"] == pytest.approx(0.2) and m["pair"]["R@5"] == 1.0
+    assert m["pair"]["hit@1"] == 1.0 and m["pair"]["P@1"] == 1.0 and m["attribute"]["P@1"] == 1.0
+    assert m["pair"]["P@5"] == pytest.approx(0.2) and m["pair"]["hit@5"] == 1.0

@@ -30,6 +30,7 @@ from clipcourse.data import (
     simclr_augment,
     two_view_batch,
 )
+from clipcourse.device import torch_threads
 
 RED_CIRCLE = ShapeAttributes("red", "circle", "small", "top left")
 
@@ -37,10 +38,8 @@ RED_CIRCLE = ShapeAttributes("red", "circle", "small", "top left")
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny tensors: threads only add synchronisation cost (badly so on a shared 2-core CI box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from clipcourse.train import (
     train_step,
 )
 
-TINY = MiniCLIPConfig(vocab_size=40, context_length=6, embed_dim=8, image_width=4, text_width=8, text_layers=1)
+TINY = MiniCLIPConfig.tiny(vocab_size=40, context_length=6)
 
 
 def _data(n=24, k=2, t=6, seed=0):
@@ -80,10 +80,10 @@ def test_train_clip_records_history_and_is_deterministic():
         history = train_clip(model, images, ids, mask, cfg, device="cpu", progress=False)
         runs.append((history, model))
     h = runs[0][0]
-    assert len(h) == len(h.lr) == len(h.logit_scale) == 6
+    assert len(h) == len(h.lr) == len(h.scale) == 6
     assert h.lr[0] == pytest.approx(cfg.lr / 2) and h.lr[1] == pytest.approx(cfg.lr)
-    assert h.logit_scale[0] != pytest.approx(1 / 0.07)  # the temperature is learned
-    assert all(1.0 <= s <= 100.0 for s in h.logit_scale)
+    assert h.scale[0] != pytest.approx(1 / 0.07)  # the temperature is learned
+    assert all(1.0 <= s <= 100.0 for s in h.scale)
     assert h.loss == runs[1][0].loss
     for a, b in zip(runs[0][1].parameters(), runs[1][1].parameters()):
         assert torch.equal(a, b)
@@ -125,7 +125,7 @@ def test_bad_inputs():
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     model = MiniCLIP(TINY)
-    history = History(loss=[1.0, 0.5], logit_scale=[14.0, 15.0], lr=[1e-3, 2e-3], train_s=1.5)
+    history = History(loss=[1.0, 0.5], scale=[14.0, 15.0], lr=[1e-3, 2e-3], train_s=1.5)
     save_checkpoint(tmp_path / "ck.pt", model, history, note="x")
     again, h2, extra = load_checkpoint(tmp_path / "ck.pt")
     assert again.config == TINY and h2 == history and extra == {"note": "x"}
@@ -137,23 +137,47 @@ def test_checkpoint_round_trip(tmp_path):
 
 
 def test_cpu_threads_back_off_on_a_busy_machine(monkeypatch):
-    from clipcourse import train
+    from clipcourse import device
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     for idle, want in [(1.95, 2), (1.6, 2), (1.1, 1), (0.2, 1)]:
-        monkeypatch.setattr(train, "_idle_cores", lambda idle=idle: idle)
-        assert train.cpu_threads(2) == want, idle
-    assert train.cpu_threads(1) == 1
-    monkeypatch.setattr(train, "_idle_cores", lambda: None)  # no /proc/stat: the load average decides
-    monkeypatch.setattr(train.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(train.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
-    assert train.cpu_threads(2) == 2
-    monkeypatch.setattr(train.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
-    assert train.cpu_threads(2) == 1
+        monkeypatch.setattr(device, "idle_cores", lambda idle=idle: idle)
+        assert device.cpu_threads(2) == want, idle
+    assert device.cpu_threads(1) == 1
+    with pytest.raises(ValueError, match="limit"):
+        device.cpu_threads(0)
 
 
-def test_idle_cores_reads_proc_stat():
-    from clipcourse import train
+def test_idle_cores_and_torch_threads():
+    import psutil
 
-    idle = train._idle_cores(0.05)
-    assert idle is None or 0.0 <= idle <= (train.os.cpu_count() or 1) + 1e-6
+    from clipcourse import device
+
+    assert 0.0 <= device.idle_cores(0.05) <= psutil.cpu_count() + 1e-6
+    before = torch.get_num_threads()
+    with device.torch_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_train_clip_calls_the_graded_train_step(monkeypatch):
+    """The loop and chapter 2's exercise share one step: train_clip goes through train_step."""
+    import clipcourse.train as train_module
+
+    calls = []
+    real = train_module.train_step
+
+    def spy(*args, **kwargs):
+        calls.append(len(args))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", spy)
+    images, ids, mask = _data()
+    cfg = TrainConfig(steps=3, batch_size=8, n_train=24, warmup_steps=1, num_threads=1)
+    train_clip(MiniCLIP(TINY), images, ids, mask, cfg, device="cpu", progress=False)
+    assert calls == [5, 5, 5]
+
+
+def test_history_reads_checkpoints_written_with_the_old_field_name():
+    old = {"loss": [1.0], "logit_scale": [14.0], "lr": [1e-3], "train_s": 1.0}
+    assert History.from_dict(old).scale == [14.0]

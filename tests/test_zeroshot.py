@@ -11,19 +11,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import top_k_accuracy_score
 
-from clipcourse import zeroshot
-from clipcourse.zeroshot import (
-    TEMPLATE_FAMILIES,
-    attribute_binding_accuracy,
-    build_zero_shot_weights,
-    evaluate_templates,
-    fill_template,
-    swapped_caption,
-    template_slots,
-    top_k_accuracy,
-    zero_shot_logits,
-    zero_shot_probabilities,
-)
+from clipcourse import hf_clip, metrics, probe, prompts, text
+from clipcourse.binding import attribute_binding_accuracy, swapped_caption
+from clipcourse.metrics import top_k_accuracy
+from clipcourse.prompts import TEMPLATE_FAMILIES, evaluate_templates, fill_template, template_slots
+from clipcourse.zeroshot import build_zero_shot_weights, zero_shot_logits, zero_shot_probabilities
 
 D = 16
 CLASSES = ["red circle", "blue square", "green triangle", "yellow star"]
@@ -112,7 +104,7 @@ def test_contrastive_nearest_fills_the_most_similar_other_class():
     sims = names @ names.T
     sims.fill_diagonal_(-2)
     nearest = sims.argmax(1).tolist()
-    assert zeroshot.nearest_other_class(encode_random, CLASSES) == nearest
+    assert prompts.nearest_other_class(encode_random, CLASSES) == nearest
     w = build_zero_shot_weights(
         encode_random, CLASSES, ["a photo of a {}, not a {}."], contrast="nearest"
     )
@@ -177,10 +169,10 @@ def test_template_helpers():
         assert templates, family
         for t in templates:
             assert template_slots(t) == (2 if family == "contrastive" else 1)
-    assert set(zeroshot.ENSEMBLE_FAMILIES) <= set(TEMPLATE_FAMILIES)
+    assert set(prompts.ENSEMBLE_FAMILIES) <= set(TEMPLATE_FAMILIES)
     assert len(TEMPLATE_FAMILIES["ensemble"]) >= 5
-    assert len(zeroshot.PHOTO_TEMPLATES) == len(set(zeroshot.PHOTO_TEMPLATES)) == 18
-    assert all(template_slots(t) == 1 for t in zeroshot.PHOTO_TEMPLATES)
+    assert len(prompts.PHOTO_TEMPLATES) == len(set(prompts.PHOTO_TEMPLATES)) == 18
+    assert all(template_slots(t) == 1 for t in prompts.PHOTO_TEMPLATES)
 
 
 # -- probabilities -------------------------------------------------------------------
@@ -237,7 +229,7 @@ def test_top_k_edge_cases():
     assert top_k_accuracy(logits, torch.tensor([1, 2]), 1) == 0.5
     assert top_k_accuracy(logits, torch.tensor([1, 2]), 2) == 1.0
     assert top_k_accuracy(logits, torch.tensor([2, 1]), 3) == 1.0
-    assert zeroshot.top_k_predictions(logits, 2).tolist() == [[1, 0], [0, 2]]
+    assert metrics.top_k_predictions(logits, 2).tolist() == [[1, 0], [0, 2]]
     with pytest.raises(ValueError, match="larger than the number of classes"):
         top_k_accuracy(logits, torch.tensor([1, 2]), 4)
     with pytest.raises(ValueError, match="positive integer"):
@@ -286,7 +278,7 @@ def test_evaluate_templates_matches_direct_computation():
 def test_select_templates_ranks_on_validation_accuracy():
     feats, labels = _labelled_features(encode_random, CLASSES)  # drawn around the "a {}" prompts
     candidates = ["a photo of a {}.", "a {}", "{} here", "a drawing of a {}."]
-    chosen = zeroshot.select_templates(encode_random, feats, labels, CLASSES, candidates, top=2)
+    chosen = prompts.select_templates(encode_random, feats, labels, CLASSES, candidates, top=2)
     assert chosen[0] == "a {}" and len(chosen) == 2
     scores = [
         evaluate_templates(encode_random, feats, labels, CLASSES, {"t": [t]}).families[0]["top1"]
@@ -296,11 +288,11 @@ def test_select_templates_ranks_on_validation_accuracy():
         s for t, s in zip(candidates, scores, strict=True) if t != "a {}"
     )
     assert (
-        zeroshot.select_templates(encode_random, feats, labels, CLASSES, candidates, top=4)[0]
+        prompts.select_templates(encode_random, feats, labels, CLASSES, candidates, top=4)[0]
         == "a {}"
     )
     with pytest.raises(ValueError, match="top must be"):
-        zeroshot.select_templates(encode_random, feats, labels, CLASSES, candidates, top=5)
+        prompts.select_templates(encode_random, feats, labels, CLASSES, candidates, top=5)
 
 
 def test_evaluate_templates_default_families_run():
@@ -338,13 +330,13 @@ def test_bag_of_words_cannot_bind_but_an_order_aware_encoder_can():
 
 # -- photos and pretrained-model path ------------------------------------------------
 def test_skimage_photos_load_offline():
-    images, labels = zeroshot.skimage_photos()
-    assert len(images) == len(labels) == len(zeroshot.SKIMAGE_PHOTOS)
+    images, labels = hf_clip.skimage_photos()
+    assert len(images) == len(labels) == len(hf_clip.SKIMAGE_PHOTOS)
     for image in images:
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-    assert dict(zip(zeroshot.SKIMAGE_PHOTOS, labels, strict=True))["chelsea"] == "cat"
+    assert dict(zip(hf_clip.SKIMAGE_PHOTOS, labels, strict=True))["chelsea"] == "cat"
     with pytest.raises(ValueError, match="unknown photo"):
-        zeroshot.skimage_photos(["nope"])
+        hf_clip.skimage_photos(["nope"])
 
 
 class _StandInCLIP:
@@ -363,22 +355,22 @@ def test_classify_images_with_a_stand_in_model():
     model = _StandInCLIP()
     w = build_zero_shot_weights(model.encode_text, CLASSES, ["a photo of a {}."])
     images = w.T[[2, 0, 1]] * 5  # each image points at one class
-    probs = zeroshot.classify_images(model, images, CLASSES, batch_size=2)
+    probs = hf_clip.classify_images(model, images, CLASSES, batch_size=2)
     assert probs.shape == (3, len(CLASSES))
     assert probs.argmax(1).tolist() == [2, 0, 1]
     torch.testing.assert_close(probs, zero_shot_probabilities(images, w, 100.0))
 
 
 def test_hashed_text_encoder_is_deterministic_with_varied_norms():
-    enc = zeroshot.hashed_text_encoder(dim=8, seed=3)
+    enc = text.hashed_text_encoder(dim=8, seed=3)
     a = enc(["a red circle", "a blue square", "a red circle"])
     assert a.shape == (3, 8)
     torch.testing.assert_close(a[0], a[2])
     torch.testing.assert_close(
-        zeroshot.hashed_text_encoder(dim=8, seed=3)(["a red circle"])[0], a[0]
+        text.hashed_text_encoder(dim=8, seed=3)(["a red circle"])[0], a[0]
     )
     assert not torch.allclose(
-        zeroshot.hashed_text_encoder(dim=8, seed=4)(["a red circle"])[0], a[0]
+        text.hashed_text_encoder(dim=8, seed=4)(["a red circle"])[0], a[0]
     )
     norms = enc([f"class {i}" for i in range(20)]).norm(dim=1)
     assert norms.max() / norms.min() > 2
@@ -387,7 +379,6 @@ def test_hashed_text_encoder_is_deterministic_with_varied_norms():
 
 
 def test_k_shot_probe_curve_reuses_chapter_1_probe():
-    from clipcourse import probe
 
     g = torch.Generator().manual_seed(0)
     centres = torch.randn(4, 8, generator=g) * 3
@@ -395,7 +386,7 @@ def test_k_shot_probe_curve_reuses_chapter_1_probe():
     test_labels = torch.arange(4).repeat(10)
     train = centres[train_labels] + torch.randn(80, 8, generator=g)
     test = centres[test_labels] + torch.randn(40, 8, generator=g)
-    curve = zeroshot.k_shot_probe_curve(
+    curve = probe.k_shot_probe_curve(
         train, train_labels, test, test_labels, ks=(1, 4), seeds=(0, 1)
     )
     assert list(curve) == [1, 4]
@@ -407,7 +398,7 @@ def test_k_shot_probe_curve_reuses_chapter_1_probe():
         assert acc == pytest.approx(np.mean(direct))
     assert curve[4] > 0.8
     with pytest.raises(ValueError, match="seeds"):
-        zeroshot.k_shot_probe_curve(train, train_labels, test, test_labels, seeds=())
+        probe.k_shot_probe_curve(train, train_labels, test, test_labels, seeds=())
 
 
 # -- the Colab path, offline: a tiny transformers CLIPModel saved to a temporary folder ---------
@@ -419,10 +410,10 @@ def tiny_hf_clip(tiny_clip_dir):
 
 
 def test_classify_skimage_photos_with_a_tiny_pretrained_clip(tiny_hf_clip):
-    images, names = zeroshot.skimage_photos()
+    images, names = hf_clip.skimage_photos()
     classes = sorted(set(names))
     templates = ["a photo of a {}.", "a picture of a {}."]
-    probs = zeroshot.classify_images(tiny_hf_clip, images, classes, templates, batch_size=4)
+    probs = hf_clip.classify_images(tiny_hf_clip, images, classes, templates, batch_size=4)
     assert probs.shape == (len(images), len(classes))
     torch.testing.assert_close(probs.sum(1), torch.ones(len(images)))
     # independent computation: every photo encoded on its own, weights by the open_clip loop
@@ -437,12 +428,12 @@ def test_classify_dataset_with_a_torchvision_dataset(tiny_hf_clip):
 
     data = FakeData(size=7, image_size=(3, 40, 40), num_classes=3, random_offset=0)
     names = ["airplane", "cat", "ship"]
-    probs, labels = zeroshot.classify_dataset(tiny_hf_clip, data, names, limit=5, batch_size=2)
+    probs, labels = hf_clip.classify_dataset(tiny_hf_clip, data, names, limit=5, batch_size=2)
     assert probs.shape == (5, 3) and labels.tolist() == [int(data[i][1]) for i in range(5)]
-    alone = zeroshot.classify_images(tiny_hf_clip, [data[i][0] for i in range(5)], names)
+    alone = hf_clip.classify_images(tiny_hf_clip, [data[i][0] for i in range(5)], names)
     torch.testing.assert_close(probs, alone)
     with pytest.raises(ValueError, match="no examples"):
-        zeroshot.classify_dataset(tiny_hf_clip, data, names, limit=0)
+        hf_clip.classify_dataset(tiny_hf_clip, data, names, limit=0)
 
 
 def test_cached_text_encoder_encodes_each_prompt_once():
@@ -452,13 +443,13 @@ def test_cached_text_encoder_encodes_each_prompt_once():
         calls.append(list(texts))
         return encode_random(texts)
 
-    cached = zeroshot.cached_text_encoder(counting)
+    cached = text.cached_text_encoder(counting)
     a = cached(["x", "y", "x"])
     torch.testing.assert_close(a, encode_random(["x", "y", "x"]))
     b = cached(["y", "z"])
     torch.testing.assert_close(b, encode_random(["y", "z"]))
     assert calls == [["x", "y"], ["z"]]
-    assert zeroshot.cached_text_encoder(cached) is cached
+    assert text.cached_text_encoder(cached) is cached
     with pytest.raises(ValueError, match="empty"):
         cached([])
 

@@ -8,30 +8,12 @@ hint is printed when its mistake is made; the hidden tests fail on all of them t
 
 from __future__ import annotations
 
-from autograder.mistakes import Mistake
+from autograder.mistakes import Mistake, answers
 
-
-def _m(function: str, name: str, hint: str, body: str, args: str) -> Mistake:
-    lines = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
-    return Mistake(
-        function=function, name=name, hint=hint, code=f"def {function}({args}):\n{lines}\n"
-    )
-
-
-def _cos(name: str, hint: str, body: str) -> Mistake:
-    return _m("cosine_similarity_matrix", name, hint, body, "a, b")
-
-
-def _nce(name: str, hint: str, body: str) -> Mistake:
-    return _m("info_nce_loss", name, hint, body, "queries, keys, temperature")
-
-
-def _ntx(name: str, hint: str, body: str) -> Mistake:
-    return _m("nt_xent_loss", name, hint, body, "z1, z2, temperature")
-
-
-def _au(name: str, hint: str, body: str) -> Mistake:
-    return _m("alignment_uniformity", name, hint, body, "z1, z2, t=2.0")
+_cos = answers("cosine_similarity_matrix", "a, b")
+_nce = answers("info_nce_loss", "queries, keys, temperature")
+_ntx = answers("nt_xent_loss", "z1, z2, temperature")
+_au = answers("alignment_uniformity", "z1, z2, t=2.0")
 
 
 COSINE = [
@@ -269,4 +251,54 @@ return alignment, uniformity
     ),
 ]
 
-MISTAKES: list[Mistake] = COSINE + INFO_NCE + NT_XENT + ALIGNMENT_UNIFORMITY
+#: Item 6 of issue 7: what a loss is for. Both give the right value on the visible float32
+#: inputs; the hidden tests' ``grading.expect_loss_contract`` catches them.
+INFO_NCE_CONTRACT = [
+    _nce(
+        "keys_detached",
+        "no gradient reaches keys",
+        """
+q = F.normalize(queries, dim=1)
+k = F.normalize(keys.detach(), dim=1)
+logits = q @ k.T / temperature
+return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+""",
+    ),
+    _nce(
+        "float32_cast",
+        "float64 inputs must give a float64 loss",
+        """
+q = F.normalize(queries.float(), dim=1)
+k = F.normalize(keys.float(), dim=1)
+logits = q @ k.T / temperature
+return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+""",
+    ),
+]
+
+NT_XENT_CONTRACT = [
+    _ntx(
+        "second_view_detached",
+        "no gradient reaches z2",
+        """
+n = len(z1)
+z = F.normalize(torch.cat([z1, z2.detach()]), dim=1)
+logits = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+return F.cross_entropy(logits, targets)
+""",
+    ),
+    _ntx(
+        "float32_cast",
+        "float64 inputs must give a float64 loss",
+        """
+n = len(z1)
+z = F.normalize(torch.cat([z1, z2]).to(torch.float32), dim=1)
+logits = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+return F.cross_entropy(logits, targets)
+""",
+    ),
+]
+
+MISTAKES: list[Mistake] = COSINE + INFO_NCE + NT_XENT + ALIGNMENT_UNIFORMITY + INFO_NCE_CONTRACT + NT_XENT_CONTRACT

@@ -9,28 +9,12 @@ is printed when its mistake is made; the hidden tests fail on all of them too.
 
 from __future__ import annotations
 
-from autograder.mistakes import Mistake
+from autograder.mistakes import answers
 
-
-def _m(function: str, name: str, hint: str, body: str, args: str) -> Mistake:
-    lines = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
-    return Mistake(function=function, name=name, hint=hint, code=f"def {function}({args}):\n{lines}\n")
-
-
-def _pool(name: str, hint: str, body: str) -> Mistake:
-    return _m("masked_mean_pool", name, hint, body, "hidden_states, attention_mask")
-
-
-def _logits(name: str, hint: str, body: str) -> Mistake:
-    return _m("clip_logits", name, hint, body, "image_features, text_features, logit_scale")
-
-
-def _loss(name: str, hint: str, body: str) -> Mistake:
-    return _m("clip_loss", name, hint, body, "logits_per_image")
-
-
-def _step(name: str, hint: str, body: str) -> Mistake:
-    return _m("train_step", name, hint, body, "model, images, input_ids, attention_mask, optimizer")
+_pool = answers("masked_mean_pool", "hidden_states, attention_mask")
+_logits = answers("clip_logits", "image_features, text_features, logit_scale")
+_loss = answers("clip_loss", "logits_per_image")
+_step = answers("train_step", "model, images, input_ids, attention_mask, optimizer")
 
 
 POOL = [
@@ -95,6 +79,15 @@ return logits, logits.T
         """
 scale = logit_scale.exp().clamp(max=100)
 logits = scale * F.normalize(image_features, dim=-1) @ text_features.T
+return logits, logits.T
+""",
+    ),
+    _logits(
+        "normalise_text_only",
+        "normalise the image features too",
+        """
+scale = logit_scale.exp().clamp(max=100)
+logits = scale * image_features @ F.normalize(text_features, dim=-1).T
 return logits, logits.T
 """,
     ),
@@ -341,4 +334,28 @@ return loss.item()
     ),
 ]
 
-MISTAKES = POOL + LOGITS + LOSS + STEP
+#: Item 6 of issue 7: what the loss is for. Both give the right value on the visible float32
+#: logits; the hidden tests' ``grading.expect_loss_contract`` catches them.
+LOSS_CONTRACT = [
+    _loss(
+        "text_direction_detached",
+        "the gradient with respect to logits_per_image",
+        """
+labels = torch.arange(logits_per_image.shape[0], device=logits_per_image.device)
+image_to_text = F.cross_entropy(logits_per_image, labels)
+text_to_image = F.cross_entropy(logits_per_image.T.detach(), labels)
+return (image_to_text + text_to_image) / 2
+""",
+    ),
+    _loss(
+        "float32_cast",
+        "float64 inputs must give a float64 loss",
+        """
+logits = logits_per_image.float()
+labels = torch.arange(logits.shape[0], device=logits.device)
+return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+""",
+    ),
+]
+
+MISTAKES = POOL + LOGITS + LOSS + STEP + LOSS_CONTRACT

@@ -8,28 +8,11 @@ hint is printed when its mistake is made; the hidden tests fail on all of them t
 
 from __future__ import annotations
 
-from autograder.mistakes import Mistake
+from autograder.mistakes import answers
 
-
-def _m(function: str, name: str, hint: str, body: str, args: str) -> Mistake:
-    lines = "\n".join("    " + line if line else "" for line in body.strip("\n").splitlines())
-    return Mistake(
-        function=function, name=name, hint=hint, code=f"def {function}({args}):\n{lines}\n"
-    )
-
-
-def _w(name: str, hint: str, body: str) -> Mistake:
-    return _m("build_zero_shot_weights", name, hint, body, "encode_text, classnames, templates")
-
-
-def _p(name: str, hint: str, body: str) -> Mistake:
-    return _m(
-        "zero_shot_probabilities", name, hint, body, "image_features, class_weights, logit_scale"
-    )
-
-
-def _k(name: str, hint: str, body: str) -> Mistake:
-    return _m("top_k_accuracy", name, hint, body, "logits, labels, k=1")
+_w = answers("build_zero_shot_weights", "encode_text, classnames, templates")
+_p = answers("zero_shot_probabilities", "image_features, class_weights, scale")
+_k = answers("top_k_accuracy", "logits, labels, k=1")
 
 
 _PER_CLASS = "embeddings = encode_text([t.format(name) for t in templates])"
@@ -102,29 +85,29 @@ return torch.stack(columns, dim=1)
 
 PROBABILITIES = [
     _p(
-        "no_logit_scale",
-        "multiply the cosines by logit_scale before the softmax",
+        "no_scale",
+        "multiply the cosines by scale before the softmax",
         "return (F.normalize(image_features, dim=-1) @ class_weights).softmax(dim=-1)",
     ),
     _p(
         "no_image_normalisation",
         "L2-normalise the image features",
-        "return (logit_scale * image_features @ class_weights).softmax(dim=-1)",
+        "return (scale * image_features @ class_weights).softmax(dim=-1)",
     ),
     _p(
         "softmax_over_batch",
         "softmax over the classes (dim=-1), not over the images",
-        "return (logit_scale * F.normalize(image_features, dim=-1) @ class_weights).softmax(dim=0)",
+        "return (scale * F.normalize(image_features, dim=-1) @ class_weights).softmax(dim=0)",
     ),
     _p(
         "scale_exponentiated_again",
-        "logit_scale is already exponentiated: do not exp() it again",
-        "return (math.exp(logit_scale) * F.normalize(image_features, dim=-1) @ class_weights).softmax(dim=-1)",
+        "scale is already exponentiated: do not exp() it again",
+        "return (math.exp(scale) * F.normalize(image_features, dim=-1) @ class_weights).softmax(dim=-1)",
     ),
     _p(
         "divide_by_scale",
-        "multiply by logit_scale, do not divide by it",
-        "return (F.normalize(image_features, dim=-1) @ class_weights / logit_scale).softmax(dim=-1)",
+        "multiply by scale, do not divide by it",
+        "return (F.normalize(image_features, dim=-1) @ class_weights / scale).softmax(dim=-1)",
     ),
     _p(
         "normalise_weight_rows",
@@ -132,18 +115,18 @@ PROBABILITIES = [
         """
 image_features = F.normalize(image_features, dim=-1)
 class_weights = F.normalize(class_weights, dim=-1)
-return (logit_scale * image_features @ class_weights).softmax(dim=-1)
+return (scale * image_features @ class_weights).softmax(dim=-1)
 """,
     ),
     _p(
         "logits_not_probabilities",
         "return probabilities: apply the softmax",
-        "return logit_scale * F.normalize(image_features, dim=-1) @ class_weights",
+        "return scale * F.normalize(image_features, dim=-1) @ class_weights",
     ),
     _p(
         "log_softmax",
         "return probabilities, not log-probabilities",
-        "return (logit_scale * F.normalize(image_features, dim=-1) @ class_weights).log_softmax(dim=-1)",
+        "return (scale * F.normalize(image_features, dim=-1) @ class_weights).log_softmax(dim=-1)",
     ),
 ]
 

@@ -22,6 +22,7 @@ INIT_LOGIT_SCALE = math.log(1 / 0.07)
 __all__ = [
     "INIT_LOGIT_SCALE",
     "MAX_LOGIT_SCALE",
+    "clamp_logit_scale_",
     "clip_logits",
     "clip_loss",
     "masked_mean_pool",
@@ -45,6 +46,17 @@ def masked_mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) 
     summed = (hidden_states * mask).sum(dim=1)
     count = mask.sum(dim=1).clamp(min=1.0)  # a row with no tokens gives zeros, not NaN
     return summed / count
+
+
+@torch.no_grad()
+def clamp_logit_scale_(logit_scale: torch.Tensor) -> torch.Tensor:
+    """Clamp a log scale in place to [0, log 100] and return it: the scale stays in [1, 100].
+
+    open_clip does this after every optimiser step (clamping before the step
+    would let the step push it past the bound). The one clamp of the course:
+    :meth:`MiniCLIP.clamp_logit_scale_` and :func:`clipcourse.train.train_step` call it.
+    """
+    return logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
 
 
 def clip_logits(

@@ -1,8 +1,9 @@
 """Set-up for Google Colab: install what Colab lacks, never reinstall torch.
 
-Every notebook's first cell installs this package on Colab (a two-line
-bootstrap, since the package is not there yet) and then calls :func:`setup`.
-Outside Colab :func:`setup` installs nothing.
+Every notebook's first cell installs this package on Colab with its ``colab``
+extra (declared in ``pyproject.toml``; a two-line bootstrap, since the package is
+not there yet) and then calls :func:`setup`. Outside Colab :func:`setup` installs
+nothing. Requirement names and versions are read with ``packaging``.
 """
 
 from __future__ import annotations
@@ -12,27 +13,24 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 #: The course repository; the notebooks' bootstrap line and `_config.yml` use the same URL.
 REPOSITORY_URL = "https://github.com/clip-from-scratch/clip-course"
 
 #: The first lines of every notebook's first code cell (a test checks they match).
-#: On Colab they install this package (pip keeps Colab's torch, which satisfies
-#: the package's range) and then :func:`setup` adds what Colab lacks.
+#: On Colab they install this package with its ``colab`` extra (pip keeps Colab's torch,
+#: which satisfies the package's range); :func:`setup` then checks nothing is missing.
 BOOTSTRAP_CELL = f"""\
 # Set-up: on Colab this installs the course package (never torch); elsewhere it does nothing.
 import subprocess, sys
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "clipcourse @ git+{REPOSITORY_URL}"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "clipcourse[colab] @ git+{REPOSITORY_URL}"], check=True)
 from clipcourse.colab import setup; setup()"""
 
-#: Packages the lessons need that Colab may lack, as ``import name -> pip requirement``.
-#: torch and torchvision are deliberately absent: Colab's build matches its CUDA driver.
-COLAB_EXTRAS: dict[str, str] = {
-    "faiss": "faiss-cpu>=1.7",
-    "torchmetrics": "torchmetrics>=1.4",
-    "tokenizers": "tokenizers>=0.15",
-    "transformers": "transformers>=4.40,<6",
-}
+#: The optional-dependency group of ``pyproject.toml`` that the bootstrap line installs.
+EXTRA = "colab"
 
 #: Never installed or upgraded by :func:`setup`.
 PROTECTED = frozenset({"torch", "torchvision", "torchaudio"})
@@ -44,41 +42,60 @@ def in_colab(modules: Mapping[str, object] | None = None) -> bool:
     return "google.colab" in modules
 
 
-def _requirement_name(requirement: str) -> str:
-    name = requirement
-    for sep in "<>=!~[; @":
-        name = name.split(sep)[0]
-    return name.strip().lower()
+def colab_requirements(distribution: str = "clipcourse") -> list[str]:
+    """The requirements of the package's ``colab`` extra, read from its installed metadata."""
+    extras = []
+    for text in importlib.metadata.requires(distribution) or []:
+        requirement = Requirement(text)
+        if requirement.marker is not None and requirement.marker.evaluate({"extra": EXTRA}):
+            requirement.marker = None
+            extras.append(str(requirement))
+    return extras
+
+
+def _check_not_protected(requirement: Requirement) -> None:
+    if canonicalize_name(requirement.name) in PROTECTED:
+        raise ValueError(f"refusing to install {requirement.name!r} on Colab: it would replace Colab's own build")
 
 
 def missing_requirements(
-    extras: Mapping[str, str] = COLAB_EXTRAS,
-    installed: Iterable[str] | None = None,
+    requirements: Iterable[str] | None = None,
+    installed: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Requirements from ``extras`` whose distribution is not installed; torch is never listed."""
+    """Requirements not satisfied by what is installed (absent, or a version outside the range).
+
+    ``installed`` maps distribution names to versions (default: this environment);
+    torch and its siblings are never listed.
+    """
+    if requirements is None:
+        requirements = colab_requirements()
     if installed is None:
-        installed = {d.metadata["Name"].lower() for d in importlib.metadata.distributions()}
-    have = {name.lower() for name in installed}
+        installed = {d.metadata["Name"]: d.version for d in importlib.metadata.distributions()}
+    have = {canonicalize_name(name): version for name, version in installed.items()}
     missing = []
-    for requirement in extras.values():
-        name = _requirement_name(requirement)
-        if name in PROTECTED:
-            raise ValueError(f"refusing to install {name!r} on Colab: it would replace Colab's own build")
-        if name not in have:
-            missing.append(requirement)
+    for text in requirements:
+        requirement = Requirement(text)
+        _check_not_protected(requirement)
+        version = have.get(canonicalize_name(requirement.name))
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            missing.append(text)
     return missing
 
 
 def pip_install_command(requirements: list[str]) -> list[str]:
     """The pip command that installs ``requirements`` without touching torch."""
-    for requirement in requirements:
-        if _requirement_name(requirement) in PROTECTED:
-            raise ValueError(f"refusing to install {requirement!r}: torch stays as Colab ships it")
+    for text in requirements:
+        _check_not_protected(Requirement(text))
     return [sys.executable, "-m", "pip", "install", "--quiet", *requirements]
 
 
 def setup(*, modules: Mapping[str, object] | None = None, run=subprocess.run) -> list[str]:
-    """Install missing extras on Colab; elsewhere do nothing. Returns what was installed."""
+    """On Colab, install what the ``colab`` extra needs and is still missing; elsewhere do nothing.
+
+    The bootstrap line installs ``clipcourse[colab]``, so this normally finds nothing
+    to do; it repairs a runtime where an extra was removed or downgraded since.
+    Returns what was installed.
+    """
     if not in_colab(modules):
         return []
     missing = missing_requirements()

@@ -1,4 +1,10 @@
-"""Choosing a device and timing on it without calling CUDA-only code on a CPU machine."""
+"""Choosing a device, timing on it without CUDA-only calls on a CPU machine, and the CPU thread policy.
+
+The thread policy is written once here: :func:`cpu_threads` says how many torch
+threads to use (at most a limit, fewer when other processes keep the cores
+busy) and :func:`torch_threads` runs a block with that many, restoring the
+previous setting afterwards.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import psutil
 import torch
+
+__all__ = [
+    "cpu_threads",
+    "get_device",
+    "idle_cores",
+    "seed_everything",
+    "synchronize",
+    "timer",
+    "torch_threads",
+]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -51,3 +68,39 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+def idle_cores(window: float = 0.2) -> float:
+    """How many cores are idle right now: ``psutil``'s system-wide CPU use over ``window`` seconds."""
+    busy = psutil.cpu_percent(interval=window) / 100
+    return (psutil.cpu_count() or 1) * (1.0 - busy)
+
+
+def cpu_threads(limit: int = 2) -> int:
+    """Threads for CPU work: at most ``limit``, fewer when other processes keep the cores busy.
+
+    Two threads on two cores that another process is using are far slower than one
+    (each waits for the other at every parallel region), so we look at how many cores
+    are idle right now. The result changes the speed, not the results.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return max(1, min(limit, torch.get_num_threads(), int(idle_cores() + 0.5)))
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[int]:
+    """Run the block with ``n`` torch CPU threads, then restore the previous number.
+
+    >>> with torch_threads(1) as n:
+    ...     n
+    1
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)

@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["as_float_images", "encode_in_batches"]
+__all__ = ["as_float_images", "encode_in_batches", "encode_normalized"]
 
 
 def as_float_images(images: torch.Tensor) -> torch.Tensor:
@@ -44,7 +45,22 @@ def encode_in_batches(
     outputs = []
     for start in range(0, n, batch_size):
         out = encode(items[start : start + batch_size])
-        if not isinstance(out, torch.Tensor) or out.dim() != 2:
-            raise ValueError(f"encode must return a [batch, D] tensor, got {getattr(out, 'shape', type(out).__name__)}")
+        size = len(items[start : start + batch_size])
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != size:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"encode must return a [n, D] tensor for n items; got {got} for n={size}")
         outputs.append(out)
     return torch.cat(outputs)
+
+
+@torch.no_grad()
+def encode_normalized(
+    encode: Callable[[Any], torch.Tensor], items: Sequence[Any] | torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
+    """:func:`encode_in_batches`, then every row L2-normalised: float32 ``[len(items), D]`` on the CPU.
+
+    What retrieval and zero-shot scoring compare are directions (cosines), so
+    features are normalised once, here, and kept off the accelerator.
+    """
+    feats = encode_in_batches(lambda batch: encode(batch).detach(), items, batch_size)
+    return F.normalize(feats.float().cpu(), dim=-1)

@@ -84,7 +84,7 @@ def _snapshot_defaults() -> None:
         for name in names:
             _remember(owner, name, prefix + name)
     protect(_checks_core)
-    for name in ("assert_untampered", "expect", "expect_close", "plain_tensor", "values_close"):
+    for name in ("assert_untampered", "expect", "expect_close", "expect_loss_contract", "plain_tensor", "values_close"):
         _remember(sys.modules[__name__], name, f"clipcourse.grading.{name}")
 
 
@@ -138,6 +138,58 @@ def expect_close(
         raise CheckFailed(f"{what}: shape {shape_a}, expected {shape_b}")
     worst = max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
     raise CheckFailed(f"{what}: differs from the reference (largest difference {worst:.3g})")
+
+
+def expect_loss_contract(
+    loss: Any,
+    reference: Any,
+    inputs: Iterable[torch.Tensor],
+    names: Iterable[str],
+    what: str,
+    *,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+) -> None:
+    """What a loss is for, beyond its value: float64 in gives float64 out, and gradients reach its inputs.
+
+    ``loss(*inputs)`` and ``reference(*inputs)`` are called on float64 copies that
+    require gradients; the learner's result must be a float64 ``torch.Tensor`` on the
+    autograd graph, and its gradient with respect to each input (named by ``names``,
+    in order) must match the reference's (so a ``.detach()`` on one input, or on one
+    direction of a symmetric loss, loses points, and an input the reference ignores
+    must get no gradient either).
+    """
+    assert_untampered()
+    names = list(names)
+    mine = [t.detach().double().clone().requires_grad_(True) for t in inputs]
+    theirs = [t.detach().clone().requires_grad_(True) for t in mine]
+    out = loss(*mine)
+    if type(out) is not torch.Tensor:
+        raise CheckFailed(f"{what}: the loss should be a torch.Tensor, got {type(out).__name__}")
+    expect(
+        out.dtype == torch.float64,
+        f"{what}: float64 inputs must give a float64 loss, got {out.dtype}; keep the inputs' dtype "
+        "(no .float(), no float32 tensors created inside)",
+    )
+    expect(
+        out.requires_grad,
+        f"{what}: the loss must stay on the autograd graph (no .item(), .detach(), .data or NumPy)",
+    )
+    want = reference(*theirs)
+    grads = torch.autograd.grad(out, mine, allow_unused=True)
+    wanted = torch.autograd.grad(want, theirs, allow_unused=True)
+    for name, got, ref in zip(names, grads, wanted, strict=True):
+        if ref is None or not bool(ref.abs().sum() > 0):
+            expect(
+                got is None or not bool(got.abs().sum() > 0),
+                f"{what}: {name} should get no gradient from this loss",
+            )
+            continue
+        expect(
+            got is not None,
+            f"{what}: no gradient reaches {name}: keep it on the autograd graph (no .detach(), .data or .item())",
+        )
+        expect_close(got.detach(), ref, f"{what}: the gradient with respect to {name}", atol=atol, rtol=rtol)
 
 
 _snapshot_defaults()

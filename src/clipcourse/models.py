@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from clipcourse.clip import MAX_LOGIT_SCALE, clip_logits, masked_mean_pool
+from clipcourse.clip import INIT_LOGIT_SCALE, clamp_logit_scale_, clip_logits, masked_mean_pool
 
 
 def _conv_block(c_in: int, c_out: int, groups: int = 8) -> nn.Sequential:
@@ -120,7 +119,7 @@ class MiniCLIPConfig:
     text_width: int = 64
     text_layers: int = 2
     text_heads: int = 2
-    init_logit_scale: float = math.log(1 / 0.07)
+    init_logit_scale: float = INIT_LOGIT_SCALE  #: the log of the initial scale 1/0.07
 
     def __post_init__(self) -> None:
         if self.image_encoder not in ("cnn", "resnet18"):
@@ -140,6 +139,16 @@ class MiniCLIPConfig:
     def from_dict(values: dict) -> MiniCLIPConfig:
         # A staticmethod, not a classmethod: clipcourse.grading.protect snapshots class members by
         # identity, and a classmethod gives a new bound object on every attribute access.
+        return MiniCLIPConfig(**values)
+
+    @staticmethod
+    def tiny(**overrides) -> MiniCLIPConfig:
+        """The smallest useful MiniCLIP (8-d space, one text layer): for tests and exercise checks.
+
+        It builds in milliseconds and keeps every code path of the full model;
+        ``overrides`` change any field (``MiniCLIPConfig.tiny(vocab_size=32, context_length=8)``).
+        """
+        values = {"embed_dim": 8, "image_width": 4, "text_width": 8, "text_layers": 1, **overrides}
         return MiniCLIPConfig(**values)
 
     def hash(self) -> str:
@@ -241,10 +250,9 @@ class MiniCLIP(nn.Module):
         # Compute the similarities in float32 even under autocast: the loss is sensitive to rounding.
         return clip_logits(image_features.float(), text_features.float(), self.logit_scale.float())
 
-    @torch.no_grad()
     def clamp_logit_scale_(self) -> MiniCLIP:
         """Keep the log scale in [0, log 100] (open_clip does this after every optimiser step)."""
-        self.logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
+        clamp_logit_scale_(self.logit_scale)
         return self
 
     def num_parameters(self) -> int:

@@ -17,7 +17,10 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from clipcourse.encoding import as_float_images
+
 __all__ = [
+    "confusion_matrix",
     "embedding_scatter",
     "html_table",
     "image_grid",
@@ -211,9 +214,7 @@ def image_grid(
 ) -> Figure:
     """Images ``[N, 3, H, W]`` (uint8, or float in [0, 1]) in a grid, each with an optional caption."""
     if isinstance(images, torch.Tensor):
-        if images.dtype == torch.uint8:
-            images = images.float() / 255.0
-        array = images.detach().cpu().float().numpy()
+        array = as_float_images(images).detach().cpu().float().numpy()
     else:
         array = np.asarray(images)
         array = array / 255.0 if array.dtype == np.uint8 else array.astype(np.float64)
@@ -264,3 +265,42 @@ def html_table(
     )
     title = f"<caption>{escape(caption)}</caption>" if caption else ""
     return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def confusion_matrix(
+    true: torch.Tensor | np.ndarray | Sequence[int],
+    predicted: torch.Tensor | np.ndarray | Sequence[int],
+    labels: Sequence[int],
+    names: Sequence[str],
+    *,
+    rows: int | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Counts of (true, predicted) class pairs, drawn by scikit-learn's ``ConfusionMatrixDisplay``.
+
+    ``labels`` are the class ids to show, in order, and ``names`` their names. With
+    ``rows``, only the first ``rows`` true classes are shown (e.g. the held-out
+    classes, with every class they were mistaken for as columns). Zero cells stay blank.
+    """
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    if len(names) != len(labels):
+        raise ValueError(f"{len(labels)} labels but {len(names)} names")
+    shown = len(labels) if rows is None else rows
+    ax = _axes(ax, (1.0 + 0.55 * len(labels), 1.0 + 0.45 * shown))
+    display = ConfusionMatrixDisplay.from_predictions(
+        _numpy(true, "true"), _numpy(predicted, "predicted"), labels=list(labels),
+        display_labels=list(names), cmap="Blues", colorbar=False, ax=ax, xticks_rotation=60,
+    )
+    for text, value in zip(display.text_.ravel(), display.confusion_matrix.ravel(), strict=True):
+        text.set_visible(bool(value))
+        text.set_fontsize(8)
+    ax.set_ylim(shown - 0.5, -0.5)
+    ax.tick_params(labelsize=8)
+    plt.setp(ax.get_xticklabels(), ha="right")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title)
+    return ax

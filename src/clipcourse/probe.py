@@ -9,7 +9,8 @@ class for few-shot probes (chapter 3 compares them with zero-shot CLIP).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -18,15 +19,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-__all__ = ["extract_features", "k_shot_indices", "linear_probe"]
+from clipcourse.encoding import as_float_images, encode_in_batches
 
-
-def _as_float_images(images: torch.Tensor) -> torch.Tensor:
-    if images.dtype == torch.uint8:
-        return images.float() / 255.0
-    if not images.is_floating_point():
-        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
-    return images
+__all__ = ["extract_features", "k_shot_indices", "k_shot_probe_curve", "linear_probe"]
 
 
 @torch.no_grad()
@@ -59,14 +54,14 @@ def extract_features(
     if was_training is not None:
         encoder.eval()
     try:
-        chunks = []
-        for start in range(0, len(images), batch_size):
-            batch = _as_float_images(images[start : start + batch_size]).to(device)
-            chunks.append(encoder(batch).float().flatten(1).cpu())
+        return encode_in_batches(
+            lambda batch: encoder(as_float_images(batch).to(device)).float().flatten(1).cpu(),
+            images,
+            batch_size,
+        )
     finally:
         if was_training:
             encoder.train()
-    return torch.cat(chunks)
 
 
 def _labels_array(labels: torch.Tensor | np.ndarray | list[int], name: str) -> np.ndarray:
@@ -154,3 +149,43 @@ def k_shot_indices(
             raise ValueError(f"class {cls} has only {len(members)} examples, fewer than k={k}")
         chosen.append(rng.choice(members, size=k, replace=False))
     return torch.from_numpy(np.sort(np.concatenate(chosen))).long()
+
+
+def k_shot_probe_curve(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    ks: Iterable[int] = (1, 2, 4, 8, 16),
+    *,
+    seeds: Iterable[int] = (0,),
+    **probe_kwargs,
+) -> dict[int, float]:
+    """Top-1 of a linear probe trained on k labelled examples per class, for each k.
+
+    Chapter 1's probe on frozen features, with :func:`k_shot_indices`; the
+    accuracy for each k is averaged over ``seeds`` (different k-shot draws).
+    """
+    train_labels = torch.as_tensor(train_labels)
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty: pass at least one seed")
+    curve: dict[int, float] = {}
+    for k in ks:
+        accs = []
+        for seed in seeds:
+            idx = torch.as_tensor(k_shot_indices(train_labels, k, seed))
+            # 1-shot probes have as many classes as samples, which sklearn warns about; that is the point.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The number of unique classes is greater")
+                accs.append(
+                    linear_probe(
+                        train_features[idx],
+                        train_labels[idx],
+                        test_features,
+                        test_labels,
+                        **probe_kwargs,
+                    )
+                )
+        curve[int(k)] = float(np.mean(accs))
+    return curve

@@ -1,4 +1,4 @@
-"""Text→image retrieval on a Shapes-world split: embeddings, rankings, R@K and P@K.
+"""Text→image retrieval on a Shapes-world split: embeddings, rankings, hit@K and P@K.
 
 Two notions of "the right image" for a caption:
 
@@ -8,9 +8,11 @@ Two notions of "the right image" for a caption:
   (:func:`clipcourse.data.matches_all`). "a red circle" is a correct answer
   for every red circle, whatever its size or position.
 
-R@K here follows the CLIP papers: a query is a hit when *any* relevant image
-is in its top K. P@K is the fraction of the top K that is relevant. The
-metrics chapter builds the full set (true recall, MRR, mAP, NDCG) on top.
+``hit@K`` is the hit rate: a query counts when *any* relevant image is in its
+top K (what the CLIP papers call R@K; it is not recall, which counts the share
+of *all* relevant images found). P@K is the fraction of the top K that is
+relevant. The metrics chapter builds the full set (true recall, MRR, mAP, NDCG)
+on top.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clipcourse.encoding import as_float_images, encode_normalized
+
 __all__ = [
     "SplitEmbeddings",
     "attribute_relevance",
@@ -29,7 +33,7 @@ __all__ = [
     "encode_texts",
     "pair_relevance",
     "rank",
-    "retrieval_metrics",
+    "hit_rate_and_precision",
     "text_to_image_metrics",
 ]
 
@@ -48,10 +52,7 @@ class SplitEmbeddings:
 def encode_images(model, images: torch.Tensor, batch_size: int = 500, device=None) -> torch.Tensor:
     """Normalised image embeddings ``[N, D]``; uint8 images are scaled to [0, 1] first."""
     device = device or next(model.parameters()).device
-    if images.dtype == torch.uint8:
-        images = images.float() / 255
-    out = [model.encode_image(images[i : i + batch_size].to(device)).float() for i in range(0, len(images), batch_size)]
-    return F.normalize(torch.cat(out), dim=-1).cpu()
+    return encode_normalized(lambda batch: model.encode_image(as_float_images(batch).to(device)), images, batch_size)
 
 
 @torch.no_grad()
@@ -63,11 +64,12 @@ def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 1000,
     texts = list(texts)
     if not texts:
         raise ValueError("texts is empty: nothing to encode")
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenize(texts[i : i + batch_size], context_length=model.config.context_length, tokenizer=tokenizer)
-        out.append(model.encode_text(enc["input_ids"].to(device), enc["attention_mask"].to(device)).float())
-    return F.normalize(torch.cat(out), dim=-1).cpu()
+
+    def encode(batch: list[str]) -> torch.Tensor:
+        enc = tokenize(batch, context_length=model.config.context_length, tokenizer=tokenizer)
+        return model.encode_text(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+
+    return encode_normalized(encode, texts, batch_size)
 
 
 def encode_split(model, tokenizer, split, *, batch_size: int = 500, device=None) -> SplitEmbeddings:
@@ -119,8 +121,10 @@ def attribute_relevance(captions: Sequence, attributes: Sequence) -> torch.Tenso
     return torch.tensor([[matches_all(c, objs) for objs in attributes] for c in captions])
 
 
-def retrieval_metrics(ranking: torch.Tensor, relevant: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """``R@K`` (any relevant item in the top K) and ``P@K`` (relevant share of the top K).
+def hit_rate_and_precision(
+    ranking: torch.Tensor, relevant: torch.Tensor, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
+    """``hit@K`` (share of queries with any relevant item in the top K) and ``P@K`` (relevant share of the top K).
 
     ``ranking``: ``[Q, >= max(ks)]`` item indices, best first; ``relevant``: boolean ``[Q, N]``.
     """
@@ -129,7 +133,7 @@ def retrieval_metrics(ranking: torch.Tensor, relevant: torch.Tensor, ks: Sequenc
     for k in ks:
         if k > hits.shape[1]:
             raise ValueError(f"k={k} exceeds the {hits.shape[1]} ranked items")
-        out[f"R@{k}"] = hits[:, :k].any(dim=1).float().mean().item()
+        out[f"hit@{k}"] = hits[:, :k].any(dim=1).float().mean().item()
         out[f"P@{k}"] = hits[:, :k].float().mean(dim=1).mean().item()
     return out
 
@@ -137,10 +141,10 @@ def retrieval_metrics(ranking: torch.Tensor, relevant: torch.Tensor, ks: Sequenc
 def text_to_image_metrics(
     embeddings: SplitEmbeddings, split, ks: Sequence[int] = (1, 5, 10)
 ) -> dict[str, dict[str, float]]:
-    """Text→image R@K and P@K under both relevance definitions: ``{"pair": {...}, "attribute": {...}}``."""
+    """Text→image hit@K and P@K under both relevance definitions: ``{"pair": {...}, "attribute": {...}}``."""
     ranking = rank(embeddings.text_features, embeddings.image_features, max(ks))
     n = embeddings.image_features.shape[0]
     return {
-        "pair": retrieval_metrics(ranking, pair_relevance(embeddings.caption_image, n), ks),
-        "attribute": retrieval_metrics(ranking, attribute_relevance(embeddings.captions, split.attributes), ks),
+        "pair": hit_rate_and_precision(ranking, pair_relevance(embeddings.caption_image, n), ks),
+        "attribute": hit_rate_and_precision(ranking, attribute_relevance(embeddings.captions, split.attributes), ks),
     }

@@ -17,9 +17,28 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from clipcourse.encoding import as_float_images
 from clipcourse.losses import nt_xent_loss
+from clipcourse.train import shuffled_batches
 
 __all__ = ["train_simclr"]
+
+
+def _checked_images(images: torch.Tensor, steps: int, batch_size: int, temperature: float) -> torch.Tensor:
+    """``images`` as float in [0, 1], after checking the arguments of :func:`train_simclr`."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(
+            f"images must be a [N, 3, H, W] tensor, got {getattr(images, 'shape', type(images))}"
+        )
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if not 2 <= batch_size <= len(images):
+        raise ValueError(
+            f"batch_size must be between 2 (one negative) and the number of images ({len(images)}), got {batch_size}"
+        )
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return as_float_images(images)
 
 
 def train_simclr(
@@ -50,22 +69,7 @@ def train_simclr(
     """
     from clipcourse.data import simclr_augment, two_view_batch  # lazy: keep this module light
 
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError(
-            f"images must be a [N, 3, H, W] tensor, got {getattr(images, 'shape', type(images))}"
-        )
-    if images.dtype == torch.uint8:
-        images = images.float() / 255.0
-    elif not images.is_floating_point():
-        raise ValueError(f"images must be uint8 or float in [0, 1], got dtype {images.dtype}")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    if not 2 <= batch_size <= len(images):
-        raise ValueError(
-            f"batch_size must be between 2 (one negative) and the number of images ({len(images)}), got {batch_size}"
-        )
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+    images = _checked_images(images, steps, batch_size, temperature)
     if device is None:
         device = next(encoder.parameters()).device
     transform = simclr_augment(images.shape[-1]) if transform is None else transform
@@ -75,15 +79,11 @@ def train_simclr(
     optimiser = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=weight_decay)
     encoder.train()
     history: list[float] = []
-    order = torch.randperm(len(images), generator=generator)
-    cursor = 0
+    batches = shuffled_batches(len(images), batch_size, generator)
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="SimCLR", disable=not progress)
     for _ in bar:
-        if cursor + batch_size > len(order):
-            order, cursor = torch.randperm(len(images), generator=generator), 0
-        batch = images[order[cursor : cursor + batch_size]]
-        cursor += batch_size
+        batch = images[next(batches)]
         view1, view2 = two_view_batch(batch, transform, generator=generator)
         # One forward pass over all 2N views (GroupNorm: no statistics shared across the batch).
         z = encoder(torch.cat([view1, view2]).to(device))

@@ -9,22 +9,31 @@ attention masks and saves/loads like any Hugging Face tokenizer.
 The full ASCII alphabet is part of the vocabulary, so a word the world never
 says ("painting", "close-up") splits into known sub-word pieces instead of
 becoming ``[UNK]``.
+
+:data:`EncodeText` is the text side of any CLIP-like model (a list of strings
+in, ``[n, D]`` features out); :func:`hashed_text_encoder` is a stand-in for
+checks and tests, :func:`cached_text_encoder` encodes each distinct prompt once.
 """
 
 from __future__ import annotations
 
 import string
 import warnings
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+import torch
 from transformers import BatchEncoding, PreTrainedTokenizerFast
 
 __all__ = [
     "CONTEXT_LENGTH",
     "SPECIAL_TOKENS",
     "VOCAB_SIZE",
+    "EncodeText",
+    "cached_text_encoder",
+    "hashed_text_encoder",
     "load_tokenizer",
     "shapes_corpus",
     "shapes_tokenizer",
@@ -40,6 +49,9 @@ VOCAB_SIZE = 256
 _TRAINER_BUDGET = 512
 #: Default tokens per caption, [CLS] and [SEP] included (the longest two-object caption needs 23).
 CONTEXT_LENGTH = 24
+
+#: A text encoder: ``n`` strings -> ``[n, D]`` features (``model.encode_text`` of any CLIP here).
+EncodeText = Callable[[list[str]], torch.Tensor]
 
 _ALPHABET = list(string.ascii_lowercase + string.digits + string.punctuation)
 _CONTINUATIONS = ["##" + c for c in string.ascii_lowercase + string.digits]  # punctuation is always split off
@@ -214,3 +226,65 @@ def tokenize(
         return_tensors="pt",
         return_token_type_ids=False,
     )
+
+
+def hashed_text_encoder(dim: int = 16, seed: int = 0) -> EncodeText:
+    """A stand-in text encoder for tests and exercises: each string -> a fixed random vector.
+
+    The vectors are deterministic (a hash of the text and ``seed``) and their
+    norms vary from text to text, as real unnormalised text features do, so a
+    classifier that forgets to normalise gives a visibly different answer.
+    """
+    if dim < 1:
+        raise ValueError(f"dim must be positive, got {dim}")
+
+    def encode_text(texts: list[str]) -> torch.Tensor:
+        if isinstance(texts, str):
+            raise ValueError(f"encode_text takes a list of strings, got the string {texts!r}")
+        rows = []
+        for text in texts:
+            h = zlib.crc32(f"{seed}:{text}".encode())
+            g = torch.Generator().manual_seed(h)
+            rows.append(torch.randn(dim, generator=g) * (0.5 + (h % 8) / 2))
+        return torch.stack(rows) if rows else torch.empty(0, dim)
+
+    return encode_text
+
+def cached_text_encoder(encode_text: EncodeText) -> EncodeText:
+    """Wrap ``encode_text`` so every distinct string is encoded once (a cache of hot prompts).
+
+    Comparing template families re-encodes the same prompts many times (each
+    family, each single template, the ensemble); with the cache each prompt
+    costs one pass of the text encoder. Only the missing texts of a call are
+    sent to ``encode_text``, in one batch. The cache holds detached CPU tensors.
+    """
+    if hasattr(encode_text, "cache"):
+        return encode_text  # already cached
+    cache: dict[str, torch.Tensor] = {}
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        if isinstance(texts, str):
+            raise ValueError(f"encode_text takes a list of strings, got the string {texts!r}")
+        texts = list(texts)
+        if not texts:
+            raise ValueError("texts is empty: nothing to encode")
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            feats = encode_text(missing)
+            if (
+                not isinstance(feats, torch.Tensor)
+                or feats.dim() != 2
+                or feats.shape[0] != len(missing)
+            ):
+                got = (
+                    tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
+                )
+                raise ValueError(
+                    f"encode_text must return a [n, D] tensor for n texts; got {got} for n={len(missing)}"
+                )
+            for text, row in zip(missing, feats.detach().cpu(), strict=True):
+                cache[text] = row
+        return torch.stack([cache[t] for t in texts])
+
+    encode.cache = cache  # type: ignore[attr-defined]
+    return encode

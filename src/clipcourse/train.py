@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from clipcourse.clip import MAX_LOGIT_SCALE, clip_loss
+from clipcourse.clip import clamp_logit_scale_, clip_loss
+from clipcourse.device import cpu_threads, get_device, synchronize, torch_threads
 
 __all__ = [
     "History",
     "TrainConfig",
     "cosine_schedule",
-    "cpu_threads",
     "load_checkpoint",
     "make_optimizer",
     "save_checkpoint",
+    "shuffled_batches",
     "train_clip",
     "train_step",
 ]
@@ -39,20 +40,33 @@ def train_step(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     optimizer: torch.optim.Optimizer,
+    *,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
     """One optimisation step of CLIP on a batch of pairs; returns the loss as a float.
 
     The order matters: zero the old gradients, forward, loss, backward, step,
     and only then clamp the log scale (clamping before the step would let the
-    step push it past the bound).
+    step push it past the bound). This is the step chapter 2's exercise grades,
+    and :func:`train_clip` calls it for every batch.
+
+    ``scaler`` (an enabled ``GradScaler``, on CUDA) runs the forward pass in float16
+    autocast and scales the loss so small gradients do not underflow; without it
+    (the default, and always on a CPU) the step is plain float32.
     """
+    amp = scaler is not None and scaler.is_enabled()
     optimizer.zero_grad(set_to_none=True)
-    logits_per_image, _ = model(images, input_ids, attention_mask)
-    loss = clip_loss(logits_per_image)
-    loss.backward()
-    optimizer.step()
-    with torch.no_grad():
-        model.logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=amp):
+        logits_per_image, _ = model(images, input_ids, attention_mask)
+        loss = clip_loss(logits_per_image.float() if amp else logits_per_image)
+    if amp:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    clamp_logit_scale_(model.logit_scale)
     return float(loss.detach())
 
 
@@ -94,10 +108,10 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Per-step records: loss, logit scale (the scale itself, exp of the parameter), learning rate."""
+    """Per-step records: loss, ``scale`` (the multiplier, ``exp`` of the ``logit_scale`` parameter), learning rate."""
 
     loss: list[float] = field(default_factory=list)
-    logit_scale: list[float] = field(default_factory=list)
+    scale: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     train_s: float = 0.0  #: wall-clock seconds of the loop
     device: str = "cpu"
@@ -110,45 +124,13 @@ class History:
     def from_dict(values: dict) -> History:
         # A staticmethod, not a classmethod: clipcourse.grading.protect snapshots class members by
         # identity, and a classmethod gives a new bound object on every attribute access.
+        values = dict(values)
+        if "logit_scale" in values:  # checkpoints written before the field was renamed
+            values["scale"] = values.pop("logit_scale")
         return History(**values)
 
     def __len__(self) -> int:
         return len(self.loss)
-
-
-def _idle_cores(window: float = 0.2) -> float | None:
-    """How many cores are idle right now (from /proc/stat over ``window`` seconds); None if unknown."""
-    def read() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
-        return values[3] + values[4], sum(values[:8])  # idle + iowait, total (without guest time)
-
-    try:
-        idle0, total0 = read()
-        time.sleep(window)
-        idle1, total1 = read()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 <= total0:
-        return None
-    return (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0)
-
-
-def cpu_threads(limit: int = 2) -> int:
-    """Threads for CPU training: at most ``limit``, fewer when other processes keep the cores busy.
-
-    Two threads on two cores that another process is using are far slower than one
-    (each waits for the other at every parallel region), so we look at how many cores
-    are idle right now (Linux), or at the load average elsewhere. The result changes
-    the speed, not the trained weights.
-    """
-    free = _idle_cores()
-    if free is None:
-        try:
-            free = (os.cpu_count() or 1) - os.getloadavg()[0]
-        except (AttributeError, OSError):  # no load average (Windows)
-            free = float(limit)
-    return max(1, min(limit, torch.get_num_threads(), int(free + 0.5)))
 
 
 def cosine_schedule(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -171,6 +153,74 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
             decay.append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches ``[batch_size]`` drawn without replacement, a fresh permutation each epoch.
+
+    An epoch's last, incomplete batch is skipped, so every batch has the same size.
+    Shared by :func:`train_clip` and :func:`clipcourse.simclr.train_simclr`.
+    """
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be between 1 and the {n} items, got {batch_size}")
+    order, cursor = torch.randperm(n, generator=generator), 0
+    while True:
+        if cursor + batch_size > n:
+            order, cursor = torch.randperm(n, generator=generator), 0
+        yield order[cursor : cursor + batch_size]
+        cursor += batch_size
+
+
+def _check_training_data(
+    images: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    colour_free: torch.Tensor | None,
+    batch_size: int,
+) -> None:
+    if images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be float [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+    if input_ids.dim() != 3 or input_ids.shape[0] != images.shape[0] or attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"input_ids and attention_mask must be [N, K, T] with N={images.shape[0]} images, got "
+            f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}"
+        )
+    n, k = input_ids.shape[:2]
+    if colour_free is not None and colour_free.shape != (n, k):
+        raise ValueError(f"colour_free must be [N, K] = {(n, k)}, got {tuple(colour_free.shape)}")
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} exceeds the {n} training images")
+
+
+def _draw_batch(
+    images: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    idx: torch.Tensor,
+    generator: torch.Generator,
+    grayscale_p: float,
+    free: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images ``idx`` with one random caption each: ``(images [B, 3, H, W], ids [B, T'], mask [B, T'])``.
+
+    With ``free`` (count and sampling weights of each image's colour-free captions), an
+    image is shown in grey with one of its colour-free captions with chance ``grayscale_p``.
+    Columns that are padding in every row are dropped (exact, with a masked mean).
+    """
+    device = images.device
+    caption = torch.randint(input_ids.shape[1], (len(idx),), generator=generator)
+    batch_images = images[idx.to(device)]
+    if free is not None:
+        free_count, free_weights = free
+        to_grey = (torch.rand(len(idx), generator=generator) < grayscale_p) & (free_count[idx] > 0)
+        free_caption = torch.multinomial(free_weights[idx], 1, generator=generator).squeeze(1)
+        caption = torch.where(to_grey, free_caption, caption)
+        g = to_grey.to(device)[:, None, None, None]
+        batch_images = torch.where(g, batch_images.mean(1, keepdim=True).expand_as(batch_images), batch_images)
+    ids = input_ids[idx.to(device), caption.to(device)]
+    mask = attention_mask[idx.to(device), caption.to(device)]
+    width = max(int(mask.sum(1).max()), 1)
+    return batch_images, ids[:, :width], mask[:, :width]
 
 
 def train_clip(
@@ -197,86 +247,40 @@ def train_clip(
     """
     from tqdm.auto import tqdm
 
-    from clipcourse.device import get_device
-
     config = config or TrainConfig()
     device = torch.device(device) if device is not None else get_device()
-    if images.dim() != 4 or not images.is_floating_point():
-        raise ValueError(f"images must be float [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
-    if input_ids.dim() != 3 or input_ids.shape[0] != images.shape[0] or attention_mask.shape != input_ids.shape:
-        raise ValueError(
-            f"input_ids and attention_mask must be [N, K, T] with N={images.shape[0]} images, got "
-            f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}"
-        )
-    n, k = input_ids.shape[:2]
-    if colour_free is not None and colour_free.shape != (n, k):
-        raise ValueError(f"colour_free must be [N, K] = {(n, k)}, got {tuple(colour_free.shape)}")
-    grey = colour_free is not None and config.grayscale_p > 0
-    if grey:
+    _check_training_data(images, input_ids, attention_mask, colour_free, config.batch_size)
+    n = images.shape[0]
+    free = None
+    if colour_free is not None and config.grayscale_p > 0:
         free_count = colour_free.sum(1)
         # Sampling weights over each image's colour-free captions (uniform; zeros elsewhere).
-        free_weights = colour_free.float() + (free_count == 0).float()[:, None]
-    if config.batch_size > n:
-        raise ValueError(f"batch_size={config.batch_size} exceeds the {n} training images")
+        free = (free_count, colour_free.float() + (free_count == 0).float()[:, None])
 
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(config.num_threads))
+    threads = cpu_threads(config.num_threads) if device.type == "cpu" else torch.get_num_threads()
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device).train()
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_schedule(s, config.steps, config.warmup_steps)
     )
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     images, input_ids, attention_mask = images.to(device), input_ids.to(device), attention_mask.to(device)
 
-    history = History(device=str(device), threads=torch.get_num_threads() if device.type == "cpu" else 0)
-    order = torch.randperm(n, generator=generator)
-    cursor = 0
+    history = History(device=str(device), threads=threads if device.type == "cpu" else 0)
+    batches = shuffled_batches(n, config.batch_size, generator)
     start = time.perf_counter()
-    try:
-        bar = tqdm(range(config.steps), desc="training MiniCLIP", disable=not progress, mininterval=0.5)
+    bar = tqdm(range(config.steps), desc="training MiniCLIP", disable=not progress, mininterval=0.5)
+    with torch_threads(threads):
         for _ in bar:
-            if cursor + config.batch_size > n:
-                order, cursor = torch.randperm(n, generator=generator), 0
-            idx = order[cursor : cursor + config.batch_size]
-            cursor += config.batch_size
-            caption = torch.randint(k, (len(idx),), generator=generator)
-            batch_images = images[idx.to(device)]
-            if grey:
-                to_grey = (torch.rand(len(idx), generator=generator) < config.grayscale_p) & (free_count[idx] > 0)
-                free_caption = torch.multinomial(free_weights[idx], 1, generator=generator).squeeze(1)
-                caption = torch.where(to_grey, free_caption, caption)
-                g = to_grey.to(device)[:, None, None, None]
-                batch_images = torch.where(g, batch_images.mean(1, keepdim=True).expand_as(batch_images), batch_images)
-            ids = input_ids[idx.to(device), caption.to(device)]
-            mask = attention_mask[idx.to(device), caption.to(device)]
-            width = max(int(mask.sum(1).max()), 1)  # drop all-padding columns: exact with a masked mean
-            ids, mask = ids[:, :width], mask[:, :width]
-
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits_per_image, _ = model(batch_images, ids, mask)
-                loss = clip_loss(logits_per_image.float())
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            idx = next(batches)
+            batch = _draw_batch(images, input_ids, attention_mask, idx, generator, config.grayscale_p, free)
+            history.lr.append(optimizer.param_groups[0]["lr"])
+            history.loss.append(train_step(model, *batch, optimizer, scaler=scaler))
             scheduler.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
-
-            history.loss.append(float(loss.detach()))
-            history.logit_scale.append(float(model.logit_scale.detach().exp()))
-            history.lr.append(lr)
+            history.scale.append(float(model.logit_scale.detach().exp()))
             if progress and len(history) % 10 == 0:
-                bar.set_postfix(loss=f"{history.loss[-1]:.3f}", scale=f"{history.logit_scale[-1]:.1f}")
-    finally:
-        torch.set_num_threads(threads)
-    from clipcourse.device import synchronize
-
+                bar.set_postfix(loss=f"{history.loss[-1]:.3f}", scale=f"{history.scale[-1]:.1f}")
     synchronize(device)
     history.train_s = time.perf_counter() - start
     model.eval()

@@ -9,13 +9,13 @@ import warnings
 import pytest
 import torch
 
-from clipcourse import pretrained
+from clipcourse import course_model
+from clipcourse.course_model import cache_key, default_cache_dir, mini_clip
 from clipcourse.models import MiniCLIPConfig
-from clipcourse.pretrained import cache_key, default_cache_dir, mini_clip
 from clipcourse.text import shapes_tokenizer
 from clipcourse.train import TrainConfig
 
-CFG = MiniCLIPConfig(image_width=4, text_width=8, text_layers=1, text_heads=2, embed_dim=8)
+CFG = MiniCLIPConfig.tiny()
 TRAIN = TrainConfig(steps=2, batch_size=8, n_train=16, warmup_steps=1, num_threads=1, grayscale_p=0.5)
 
 
@@ -53,7 +53,7 @@ def test_key_depends_on_both_configs_and_version(monkeypatch):
     assert key == cache_key(CFG, TRAIN, tok)
     assert key != cache_key(MiniCLIPConfig(), TRAIN, tok)
     assert key != cache_key(CFG, TrainConfig(steps=3), tok)
-    monkeypatch.setattr(pretrained, "__version__", "999")
+    monkeypatch.setattr(course_model, "__version__", "999")
     assert key != cache_key(CFG, TRAIN, tok)
 
 
@@ -138,13 +138,13 @@ def test_cache_dir_from_environment(monkeypatch, tmp_path):
 
 def test_vocab_larger_than_config_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="vocab_size"):
-        mini_clip(MiniCLIPConfig(vocab_size=50, image_width=4, text_width=8, text_layers=1, embed_dim=8),
+        mini_clip(MiniCLIPConfig.tiny(vocab_size=50),
                   train_config=TRAIN, cache_dir=tmp_path, progress=False)
 
 
 def test_training_data_full_stops_and_colour_free_captions():
+    from clipcourse.course_model import training_data
     from clipcourse.data import ShapesWorld
-    from clipcourse.pretrained import training_data
 
     tok = shapes_tokenizer()
     period = tok.convert_tokens_to_ids(".")

@@ -8,7 +8,7 @@ unique images plus captions for retrieval.
   ``image,caption`` (several rows per image allowed, as in Flickr8k's
   ``captions.txt``). Decoded with torchvision, resized to a square.
 * :func:`load_flickr8k`: a Flickr8k-style caption set from the Hugging Face
-  Hub via the ``datasets`` library (online only; ``pip install datasets``).
+  Hub via the ``datasets`` library (online only; in the ``colab`` extra, ``pip install datasets``).
   :func:`parse_caption_rows` turns its rows into ``(image, captions)`` pairs,
   whatever the caption columns are called.
 
@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from clipcourse.encoding import as_float_images
+
 __all__ = ["CaptionFolder", "load_flickr8k", "parse_caption_rows"]
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
@@ -40,7 +42,7 @@ def _to_float_image(image: torch.Tensor, image_size: int) -> torch.Tensor:
         image = image[:3]  # drop alpha
     image = TF.resize(image, image_size, antialias=True)  # shorter side to image_size
     image = TF.center_crop(image, [image_size, image_size])
-    return image.float() / 255
+    return as_float_images(image)
 
 
 class CaptionFolder(torch.utils.data.Dataset):

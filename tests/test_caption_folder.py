@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipcourse.data.captions import CaptionFolder, load_flickr8k, parse_caption_rows
+from clipcourse.data.caption_folder import CaptionFolder, load_flickr8k, parse_caption_rows
 
 
 @pytest.fixture()

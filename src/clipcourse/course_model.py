@@ -27,11 +27,12 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from clipcourse import __version__
+from clipcourse.encoding import as_float_images
 from clipcourse.models import MiniCLIP, MiniCLIPConfig
 from clipcourse.text import load_tokenizer, shapes_tokenizer, tokenize
 from clipcourse.train import History, TrainConfig, load_checkpoint, save_checkpoint, train_clip
 
-__all__ = ["PretrainedMiniCLIP", "cache_key", "default_cache_dir", "mini_clip", "train_shapes_clip", "training_data"]
+__all__ = ["TrainedMiniCLIP", "cache_key", "default_cache_dir", "mini_clip", "train_shapes_clip", "training_data"]
 
 _MODEL_FILE = "model.pt"
 _META_FILE = "meta.json"
@@ -39,7 +40,7 @@ _TOKENIZER_DIR = "tokenizer"
 
 
 @dataclass
-class PretrainedMiniCLIP:
+class TrainedMiniCLIP:
     """A trained MiniCLIP with everything needed to use it."""
 
     model: MiniCLIP  #: in eval mode
@@ -61,10 +62,8 @@ class PretrainedMiniCLIP:
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Unnormalised image features ``[N, D]``; uint8 images are scaled to [0, 1]."""
-        if images.dtype == torch.uint8:
-            images = images.float() / 255
         device = next(self.model.parameters()).device
-        return self.model.encode_image(images.to(device))
+        return self.model.encode_image(as_float_images(images).to(device))
 
 
 def default_cache_dir() -> Path:
@@ -189,7 +188,7 @@ def mini_clip(
     retrain: bool = False,
     progress: bool = True,
     device: torch.device | str | None = None,
-) -> PretrainedMiniCLIP:
+) -> TrainedMiniCLIP:
     """The MiniCLIP trained on Shapes world: loaded from the cache, or trained and cached.
 
     ``retrain=True`` ignores (and replaces) the cache entry. The model is
@@ -206,7 +205,7 @@ def mini_clip(
     if not retrain and folder.exists():
         try:
             model, history, cached_tokenizer = _load(folder, key)
-            return PretrainedMiniCLIP(
+            return TrainedMiniCLIP(
                 model, cached_tokenizer, history, config, train_config, train_config.world_seed, True, folder
             )
         except Exception as exc:  # corrupt, truncated, stale, unpicklable: never crash a lesson
@@ -223,4 +222,4 @@ def mini_clip(
             stacklevel=2,
         )
         saved = None
-    return PretrainedMiniCLIP(model, tokenizer, history, config, train_config, train_config.world_seed, False, saved)
+    return TrainedMiniCLIP(model, tokenizer, history, config, train_config, train_config.world_seed, False, saved)
