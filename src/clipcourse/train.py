@@ -195,7 +195,7 @@ def train_clip(
     ``config.grayscale_p > 0`` such a caption is sometimes paired with a grey version of
     its image, so shape features cannot lean on colour.
     """
-    from tqdm.auto import tqdm
+    from clipcourse.progress import tqdm
 
     from clipcourse.device import get_device
 
