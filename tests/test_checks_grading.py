@@ -119,6 +119,17 @@ def test_a_failed_shape_skips_only_the_checks_of_that_value(capsys):
     assert "[skip] f: per_text is the transpose (needs: shape is (2, 3))" in out
 
 
+def test_one_tensor_returned_twice_is_still_compared_where_its_shape_fits(capsys):
+    logits = torch.ones(3, 2)
+    with pytest.raises(CheckFailed):
+        with Checks("f") as check:
+            check.shape(logits, (2, 3))  # as logits_per_text: wrong
+            check.close(logits, torch.ones(3, 2), what="as logits_per_image")  # right shape: compared
+            check.close(logits, torch.ones(2, 3), what="as logits_per_text")  # skipped
+    out = capsys.readouterr().out
+    assert "[pass] f: as logits_per_image" in out and "[skip] f: as logits_per_text" in out
+
+
 def test_independent_checks_still_all_run(capsys):
     with pytest.raises(CheckFailed):
         with Checks("f") as check:

@@ -80,22 +80,38 @@ class Checks:
         self.failed: list[tuple[str, str]] = []
         self.skipped: list[tuple[str, str]] = []
         self.blocker: str | None = None  # the first failed check that every later check needs
-        self._failed_values: list[tuple[Any, str]] = []  # (value, what failed about it)
+        self._failed_values: list[tuple[Any, str, tuple[int, ...] | None]] = []  # (value, what failed, shape wanted)
 
     # -- recording ----------------------------------------------------------------
-    def _skip_reason(self, value: Any) -> str | None:
+    def _skip_reason(self, value: Any, compared_with: Any = _NOTHING) -> str | None:
+        """Why a check of ``value`` is skipped, or None.
+
+        A value that failed a shape check is still compared with a reference of
+        its actual shape (``compared_with``): the same tensor can be returned twice.
+        """
         if self.blocker is not None:
             return self.blocker
-        for failed, what in self._failed_values:
+        for failed, what, wanted_shape in self._failed_values:
             if value is failed:
+                if wanted_shape is not None and compared_with is not _NOTHING:
+                    if _shape_of(compared_with) != wanted_shape:
+                        continue
                 return what
         return None
 
     def _record(
-        self, ok: bool, what: str, hint: str | None, required: bool | None = False, value: Any = _NOTHING, detail: str = ""
+        self,
+        ok: bool,
+        what: str,
+        hint: str | None,
+        required: bool | None = False,
+        value: Any = _NOTHING,
+        detail: str = "",
+        shape: tuple[int, ...] | None = None,
+        compared_with: Any = _NOTHING,
     ) -> bool:
         """Print and remember one result; ``required=None`` gates later checks of ``value`` only."""
-        reason = self._skip_reason(value)
+        reason = self._skip_reason(value, compared_with)
         if reason is not None:
             self.skipped.append((what, reason))
             print(f"[skip] {self.name}: {what} (needs: {reason})")
@@ -112,7 +128,7 @@ class Checks:
         if required:
             self.blocker = what
         elif required is None and value is not _NOTHING:
-            self._failed_values.append((value, what))
+            self._failed_values.append((value, what, shape))
         return False
 
     def check(self, condition: Any, what: str, hint: str | None = None, *, required: bool = False) -> bool:
@@ -158,7 +174,7 @@ class Checks:
             sizes = [f"dimension {i} is {a} instead of {e}" for i, (a, e) in enumerate(zip(actual, expected)) if a != e]
             got = f"got shape {actual}: " + ", ".join(sizes)
         hint = f"{got}. " + (hint or "check which dimensions you reduce or transpose")
-        return self._record(False, what, hint, required, value)
+        return self._record(False, what, hint, required, value, shape=expected)
 
     def scalar(self, value: Any, hint: str | None = None, *, required: bool | None = None) -> bool:
         """A 0-dimensional tensor (a loss), not a Python float or a vector."""
@@ -210,22 +226,22 @@ class Checks:
         measurable was found.
         """
         tolerance = tolerance_text(atol, rtol)
-        if self._skip_reason(actual) is not None:
-            return self._record(False, what, hint, required, actual)
+        if self._skip_reason(actual, expected) is not None:
+            return self._record(False, what, hint, required, actual, compared_with=expected)
         if values_close(actual, expected, atol=atol, rtol=rtol):
-            return self._record(True, what, hint, required, actual, tolerance)
+            return self._record(True, what, hint, required, actual, tolerance, compared_with=expected)
         worst = largest_difference(actual, expected)
         detail = f"largest difference {worst[0]:.3g}, {tolerance}" if worst else tolerance
         for mistake_hint, wrong in (mistakes or {}).items():
             if values_close(actual, wrong, atol=atol, rtol=rtol):
-                return self._record(False, what, mistake_hint, required, actual, detail)
+                return self._record(False, what, mistake_hint, required, actual, detail, compared_with=expected)
         try:
             measured = describe_difference(actual, expected, atol=atol, rtol=rtol)
         except Exception:  # noqa: BLE001 - a diagnosis must never hide the failure itself
             measured = ""
         if measured and hint and what != _MAIN:
             measured = f"{measured}. {hint}"
-        return self._record(False, what, measured or hint, required, actual, detail)
+        return self._record(False, what, measured or hint, required, actual, detail, compared_with=expected)
 
     def raises(
         self,
