@@ -119,6 +119,15 @@ def test_a_failed_shape_skips_only_the_checks_of_that_value(capsys):
     assert "[skip] f: per_text is the transpose (needs: shape is (2, 3))" in out
 
 
+def test_a_catalogued_mistake_is_named_even_after_its_shape_failed(capsys):
+    out = torch.ones(3)
+    with pytest.raises(CheckFailed) as err:
+        with Checks("f") as check:
+            check.shape(out, (2,))
+            check.close(out, torch.ones(2), mistakes={"you averaged the wrong dimension": torch.ones(3)})
+    assert "you averaged the wrong dimension" in str(err.value) and "[skip]" not in capsys.readouterr().out
+
+
 def test_one_tensor_returned_twice_is_still_compared_where_its_shape_fits(capsys):
     logits = torch.ones(3, 2)
     with pytest.raises(CheckFailed):

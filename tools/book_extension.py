@@ -5,6 +5,9 @@
 - Each script is included once per page. jupyter-book 1.0 with sphinx-thebe and
   sphinx-togglebutton emits some inline scripts twice, and a second
   ``const THEBE_JS_URL`` is a JavaScript error on every page.
+- A first visit starts in the theme's "auto" (light or dark) mode: sphinx-book-theme
+  leaves pydata-sphinx-theme's ``default_mode`` empty, which its script reports as
+  an error on the console.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ def _key(script: Any) -> tuple[str, str]:
 
 
 def _one_of_each_script(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    if not context.get("default_mode"):
+        context["default_mode"] = "auto"
     scripts = context.get("script_files")
     if not scripts:
         return

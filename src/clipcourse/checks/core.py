@@ -226,15 +226,17 @@ class Checks:
         measurable was found.
         """
         tolerance = tolerance_text(atol, rtol)
-        if self._skip_reason(actual, expected) is not None:
+        ok = values_close(actual, expected, atol=atol, rtol=rtol)
+        wrongs = () if ok else (mistakes or {}).items()
+        matched = next((h for h, wrong in wrongs if values_close(actual, wrong, atol=atol, rtol=rtol)), None)
+        if self._skip_reason(actual, expected) is not None and (matched is None or self.blocker is not None):
             return self._record(False, what, hint, required, actual, compared_with=expected)
-        if values_close(actual, expected, atol=atol, rtol=rtol):
+        if ok:
             return self._record(True, what, hint, required, actual, tolerance, compared_with=expected)
         worst = largest_difference(actual, expected)
         detail = f"largest difference {worst[0]:.3g}, {tolerance}" if worst else tolerance
-        for mistake_hint, wrong in (mistakes or {}).items():
-            if values_close(actual, wrong, atol=atol, rtol=rtol):
-                return self._record(False, what, mistake_hint, required, actual, detail, compared_with=expected)
+        if matched is not None:  # a catalogued mistake: its hint, even after a failed shape check of this value
+            return self._record(False, what, matched, required, _NOTHING, detail)
         try:
             measured = describe_difference(actual, expected, atol=atol, rtol=rtol)
         except Exception:  # noqa: BLE001 - a diagnosis must never hide the failure itself
