@@ -1,6 +1,7 @@
 # The course's commands. Each target sets up what it needs first (idempotent).
 #   make book     build the book (every lesson executed, warnings as errors) into _build/html
 #   make test     run the whole test suite
+#   make test-transformers4   the text and pretrained-CLIP tests again with transformers 4.x (second venv)
 #   make release  regenerate notebooks/ (student versions) from solutions/ with nbgrader
 #   make grade SUBMISSIONS=path/to/submissions [OUT=_grading]   autograde, feedback HTML, grades CSV
 #   make lab      open JupyterLab on the course
@@ -15,7 +16,7 @@ OUT ?= _grading
 export OMP_NUM_THREADS ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: setup system book test release grade lab clean
+.PHONY: setup system book test test-transformers4 release grade lab clean
 
 setup: system $(STAMP)
 
@@ -44,6 +45,11 @@ book: setup
 test: setup
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup
 
+# A thin second venv (.venv-tf4) with transformers 4.57.6, tokenizers 0.22, huggingface-hub <1.0 and
+# everything else borrowed from $(VENV); tools/test_transformers4.sh without BASE_VENV builds it from the lock file.
+test-transformers4: setup
+	BASE_VENV=$(VENV) tools/test_transformers4.sh
+
 release: setup
 	$(BIN)/python -m autograder.course release
 
@@ -55,4 +61,4 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=.
 
 clean:
-	rm -rf _build _grading .pytest_cache
+	rm -rf _build _grading .pytest_cache .venv-tf4

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,31 @@ matplotlib.use("Agg")  # in-process plotting tests; not exported, so notebook ke
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Path:
+    """Build the whole book once, warnings as errors, executing every lesson notebook; its `_build` folder.
+
+    Tests that use it carry ``@pytest.mark.xdist_group("book")`` so one worker builds it.
+    ``CLIPCOURSE_BUILT_BOOK=path/to/_build`` reuses a book built before (while working on these tests).
+    """
+    reuse = os.environ.get("CLIPCOURSE_BUILT_BOOK")
+    if reuse:
+        return Path(reuse)
+    out = tmp_path_factory.mktemp("book")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    start = time.perf_counter()
+    result = subprocess.run(
+        [str(jb), "build", str(REPO), "--path-output", str(out), "--warningiserror", "--keep-going"],
+        capture_output=True,
+        text=True,
+        # no MPLBACKEND: the kernels' inline backend must capture the lessons' figures
+        env={k: v for k, v in os.environ.items() if k != "MPLBACKEND"},
+    )
+    seconds = time.perf_counter() - start
+    assert result.returncode == 0, f"book build failed after {seconds:.0f} s:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+    return out / "_build"
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +74,22 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(folder)
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    tokenizer = _tiny_clip_tokenizer(CLIPTokenizer, vocab, folder)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def _tiny_clip_tokenizer(tokenizer_class, vocab: dict[str, int], folder: Path):
+    """A CLIP tokenizer without merges, built the way the installed transformers takes it.
+
+    transformers 5 builds it from a vocabulary dict; 4.x only reads ``vocab.json`` and ``merges.txt``.
+    """
+    import inspect
+    import json
+
+    if "vocab_file" not in inspect.signature(tokenizer_class.__init__).parameters:
+        return tokenizer_class(vocab=vocab, merges=[])  # transformers 5
+    vocab_file, merges_file = folder / "tokenizer_vocab.json", folder / "tokenizer_merges.txt"
+    vocab_file.write_text(json.dumps(vocab))
+    merges_file.write_text("#version: 0.2\n")
+    return tokenizer_class(vocab_file=str(vocab_file), merges_file=str(merges_file))  # transformers 4.x

@@ -85,3 +85,10 @@ def test_seed_everything_repeats_random_draws():
     a = torch.rand(3)
     device.seed_everything(3)
     assert torch.equal(a, torch.rand(3))
+
+
+def test_setup_cell_displays_nothing_when_nothing_was_installed(capsys):
+    colab.Installed()._ipython_display_()
+    assert capsys.readouterr().out == ""
+    colab.Installed(["faiss-cpu>=1.7"])._ipython_display_()
+    assert "faiss-cpu" in capsys.readouterr().out

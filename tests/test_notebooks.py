@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -72,25 +68,8 @@ def test_toc_lists_every_lesson_and_exercise():
     assert not absent, f"_toc.yml lists files that do not exist: {absent}"
 
 
-@pytest.fixture(scope="session")
-def built_book(tmp_path_factory):
-    """Build the whole book once, warnings as errors, executing every lesson notebook."""
-    out = tmp_path_factory.mktemp("book")
-    jb = Path(sys.executable).parent / "jupyter-book"
-    start = time.perf_counter()
-    result = subprocess.run(
-        [str(jb), "build", str(REPO), "--path-output", str(out), "--warningiserror", "--keep-going"],
-        capture_output=True,
-        text=True,
-        # no MPLBACKEND: the kernels' inline backend must capture the lessons' figures
-        env={k: v for k, v in os.environ.items() if k != "MPLBACKEND"},
-    )
-    seconds = time.perf_counter() - start
-    assert result.returncode == 0, f"book build failed after {seconds:.0f} s:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
-    return out / "_build"
-
-
 @pytest.mark.slow
+@pytest.mark.xdist_group("book")  # one worker builds the book once (the fixture is per session, per worker)
 def test_book_builds_and_executes_every_lesson(built_book):
     executed = {p.relative_to(built_book / "jupyter_execute") for p in (built_book / "jupyter_execute").rglob("*.ipynb")}
     for lesson in LESSONS:

@@ -332,6 +332,18 @@ optimizer.step()
 return loss.item()
 """,
     ),
+    _step(
+        "rewraps_logit_scale",
+        "never model.logit_scale = nn.Parameter",
+        f"""
+optimizer.zero_grad()
+{_FORWARD}
+loss.backward()
+optimizer.step()
+model.logit_scale = nn.Parameter(model.logit_scale.detach().clamp(0, math.log(100)))
+return loss.item()
+""",
+    ),
 ]
 
 #: Item 6 of issue 7: what the loss is for. Both give the right value on the visible float32

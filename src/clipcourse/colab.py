@@ -89,7 +89,18 @@ def pip_install_command(requirements: list[str]) -> list[str]:
     return [sys.executable, "-m", "pip", "install", "--quiet", *requirements]
 
 
-def setup(*, modules: Mapping[str, object] | None = None, run=subprocess.run) -> list[str]:
+class Installed(list):
+    """The requirements :func:`setup` installed; a notebook shows nothing for it when empty.
+
+    ``setup()`` is the last expression of every set-up cell, so Jupyter would print its value.
+    """
+
+    def _ipython_display_(self) -> None:
+        if self:
+            print("installed:", ", ".join(self))
+
+
+def setup(*, modules: Mapping[str, object] | None = None, run=subprocess.run) -> Installed:
     """On Colab, install what the ``colab`` extra needs and is still missing; elsewhere do nothing.
 
     The bootstrap line installs ``clipcourse[colab]``, so this normally finds nothing
@@ -97,8 +108,8 @@ def setup(*, modules: Mapping[str, object] | None = None, run=subprocess.run) ->
     Returns what was installed.
     """
     if not in_colab(modules):
-        return []
+        return Installed()
     missing = missing_requirements()
     if missing:
         run(pip_install_command(missing), check=True)
-    return missing
+    return Installed(missing)

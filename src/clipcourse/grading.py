@@ -24,6 +24,7 @@ import torch
 
 import clipcourse.checks.core as _checks_core
 from clipcourse.checks.core import CheckFailed, _as_float_list, values_close
+from clipcourse.checks.diagnose import tolerance_text
 from clipcourse.device import seed_everything
 
 __all__ = [
@@ -137,7 +138,9 @@ def expect_close(
     if shape_a != shape_b:
         raise CheckFailed(f"{what}: shape {shape_a}, expected {shape_b}")
     worst = max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0)
-    raise CheckFailed(f"{what}: differs from the reference (largest difference {worst:.3g})")
+    raise CheckFailed(
+        f"{what}: differs from the reference (largest difference {worst:.3g}, {tolerance_text(atol, rtol)})"
+    )
 
 
 def expect_loss_contract(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from clipcourse.progress import tqdm
 
 from clipcourse.encoding import as_float_images
 from clipcourse.losses import nt_xent_loss

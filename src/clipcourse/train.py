@@ -245,7 +245,7 @@ def train_clip(
     ``config.grayscale_p > 0`` such a caption is sometimes paired with a grey version of
     its image, so shape features cannot lean on colour.
     """
-    from tqdm.auto import tqdm
+    from clipcourse.progress import tqdm
 
     config = config or TrainConfig()
     device = torch.device(device) if device is not None else get_device()

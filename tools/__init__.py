@@ -1,0 +1,1 @@
+"""Maintainer tools: run with ``python -m tools.<name>`` from the repository root."""
