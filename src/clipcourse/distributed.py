@@ -257,15 +257,21 @@ def torchrun_command(module: str, args: list[str], nproc: int = 2) -> list[str]:
 
 
 def run_torchrun(
-    module: str, args: list[str], out: str | Path, *, nproc: int = 2, timeout: float = 120, threads: int = 1
+    module: str, args: list[str], out: str | Path, *, nproc: int = 2, timeout: float = 120, threads: int = 1,
+    cache: bool = False,
 ) -> dict:
     """Launch ``module`` on ``nproc`` local workers with torchrun, wait, return the JSON it wrote to ``out``.
 
     For notebooks: the workers are separate processes started from a script (a kernel must
     not fork itself into workers). ``MASTER_ADDR`` is pinned to 127.0.0.1, each worker gets
     ``threads`` CPU threads, and the launch is killed after ``timeout`` seconds. Raises
-    ``RuntimeError`` with the workers' last output if they fail.
+    ``RuntimeError`` with the workers' last output if they fail. With ``cache=True`` a
+    result is kept in the course cache, keyed by module, workers, arguments and library
+    version, and a later call with the same key returns it without launching anything.
     """
+    cached = _cache_file(module, args, nproc, threads) if cache else None
+    if cached is not None and cached.exists():
+        return json.loads(cached.read_text())
     out = Path(out)
     out.unlink(missing_ok=True)
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
@@ -280,7 +286,20 @@ def run_torchrun(
     if result.returncode != 0 or not out.exists():
         tail = (result.stdout + result.stderr)[-3000:]
         raise RuntimeError(f"{module} on {nproc} workers failed (exit {result.returncode}):\n{tail}")
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(out.read_text())
     return json.loads(out.read_text())
+
+
+def _cache_file(module: str, args: list[str], nproc: int, threads: int) -> Path:
+    import hashlib
+
+    import clipcourse
+    from clipcourse.pretrained import default_cache_dir
+
+    key = json.dumps([module, [str(a) for a in args], nproc, threads, clipcourse.__version__])
+    return default_cache_dir() / "runs" / f"{module.rsplit('.', 1)[-1]}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def _free_port() -> int:

@@ -31,13 +31,16 @@ from clipcourse.distributed import (
     COMBINATIONS,
     Features,
     distributed_clip_loss,
+    gather_features,
     global_clip_loss,
     init_workers,
     run_local_workers,
-    gather_features,
     shard_batch,
 )
-from clipcourse.models import MiniCLIP, MiniCLIPConfig  # transformers is imported only when a MiniCLIP is built
+from clipcourse.models import (  # transformers is imported only when a MiniCLIP is built
+    MiniCLIP,
+    MiniCLIPConfig,
+)
 
 __all__ = ["TINY", "check_function_on_workers", "check_loss_source", "compare_gradients", "main", "verify"]
 
