@@ -136,3 +136,16 @@ def test_two_real_gloo_workers(tmp_path):
     assert right["max_grad_diff"] < 1e-12 and right["loss_diff"] < 1e-12 and right["logit_scale_grad_diff"] < 1e-12
     wrong = _on_two_workers(_no_offset, tmp_path)
     assert wrong["rank_loss_diff"] > 1e-3 and wrong["max_grad_diff"] > 1e-3
+
+
+def test_ddp_loss_multiplier_matches_the_verification():
+    from clipcourse.distributed import ddp_loss_multiplier
+
+    assert ddp_loss_multiplier(4, True, True) == ddp_loss_multiplier(4, False, True) == 1.0
+    assert ddp_loss_multiplier(4, False, False) == 4.0
+    assert ddp_loss_multiplier(1, True, False) == 1.0
+    for bad in (0, -2, 2.0):
+        with pytest.raises(ValueError):
+            ddp_loss_multiplier(bad, True, True)
+    with pytest.raises(ValueError, match="no constant"):
+        ddp_loss_multiplier(2, True, False)

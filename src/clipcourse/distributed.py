@@ -38,6 +38,7 @@ from clipcourse.clip import MAX_LOGIT_SCALE, clip_loss
 
 __all__ = [
     "COMBINATIONS",
+    "ddp_loss_multiplier",
     "Features",
     "distributed_clip_loss",
     "gather_features",
@@ -214,6 +215,26 @@ def distributed_clip_loss(
         loss = gathered_clip_loss(image_features, text_features, all_images, all_texts, logit_scale, rank)
         return loss, 2 * image_features.shape[0] * all_images.shape[0]
     return global_clip_loss(all_images, all_texts, logit_scale), 2 * all_images.shape[0] ** 2
+
+
+def ddp_loss_multiplier(world_size: int, local_loss: bool, gather_with_grad: bool) -> float:
+    """What to multiply each rank's loss by so that DDP's averaged encoder gradients are the one-process ones.
+
+    Encoder parameters are those whose outputs are gathered. With gradients through the
+    gather, the gather's backward *sums* each slice's gradient over the ranks and DDP then
+    divides by ``W``: both losses come out exact (``1``). Without them, each rank keeps only
+    its own terms: for the global loss that is ``1/W`` of the gradient (multiply by ``W``);
+    for the local loss the missing terms differ from rank to rank and no constant fixes it
+    (``ValueError``). With one worker nothing is gathered: ``1``.
+    """
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be an integer of at least 1, got {world_size!r}")
+    if world_size == 1 or gather_with_grad:
+        return 1.0
+    if local_loss:
+        raise ValueError("no constant fixes the local loss without gradients through the gather: the missing "
+                         "terms (other ranks' losses through this rank's features) are not proportional to the rest")
+    return float(world_size)
 
 
 def logits_memory(local_batch: int, world_size: int, bytes_per_element: int = 4) -> dict[str, float]:
