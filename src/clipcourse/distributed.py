@@ -88,12 +88,15 @@ def init_workers(cpu: bool = False) -> tuple[int, int, torch.device]:
     """Join the torchrun process group (NCCL on GPUs, gloo on CPU or with ``cpu=True``): ``(rank, world, device)``.
 
     Reads the environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``/``PORT``);
-    without it this is a single worker and no process group is created.
+    without it this is a single worker and no process group is created. NCCL needs one GPU
+    per worker, so with more workers on this machine than GPUs (two on a one-GPU Colab) the
+    workers run on the CPU with gloo.
     """
     if "WORLD_SIZE" not in os.environ:
         return 0, 1, torch.device("cpu")
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    cuda = torch.cuda.is_available() and not cpu
+    local_workers = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    cuda = torch.cuda.is_available() and not cpu and local_workers <= torch.cuda.device_count()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if cuda:
         torch.cuda.set_device(local_rank)
