@@ -288,8 +288,8 @@ def run_torchrun(
 
     For notebooks: the workers are separate processes started from a script (a kernel must
     not fork itself into workers). ``MASTER_ADDR`` is pinned to 127.0.0.1, each worker gets
-    ``threads`` CPU threads, and the launch is killed after ``timeout`` seconds. Raises
-    ``RuntimeError`` with the workers' last output if they fail. With ``cache=True`` a
+    ``threads`` CPU threads, and the launch is killed after ``timeout`` seconds
+    (``TimeoutError``). Raises ``RuntimeError`` with the workers' last output if they fail. With ``cache=True`` a
     result is kept in the course cache, keyed by module, workers, arguments and library
     version, and a later call with the same key returns it without launching anything.
     """
@@ -306,7 +306,7 @@ def run_torchrun(
     try:
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as error:
-        raise RuntimeError(f"{module} on {nproc} workers did not finish in {timeout} s") from error
+        raise TimeoutError(f"{module} on {nproc} workers did not finish in {timeout} s") from error
     if result.returncode != 0 or not out.exists():
         tail = (result.stdout + result.stderr)[-3000:]
         raise RuntimeError(f"{module} on {nproc} workers failed (exit {result.returncode}):\n{tail}")
@@ -340,7 +340,8 @@ def run_local_workers(module: str, args: list[str], out: str | Path, *, nproc: i
     torchrun's launcher is a Python process of its own that imports torch before the workers
     start; where a few seconds matter (a graded test cell) this sets ``RANK``,
     ``WORLD_SIZE``, ``MASTER_ADDR`` and a free ``MASTER_PORT`` itself. Every worker is killed
-    after ``timeout`` seconds, so a worker stuck in a collective cannot hang the caller.
+    after ``timeout`` seconds (``TimeoutError``), so a worker stuck in a collective cannot
+    hang the caller; a worker that fails raises ``RuntimeError`` with the workers' output.
     """
     out = Path(out)
     out.unlink(missing_ok=True)
@@ -363,7 +364,7 @@ def run_local_workers(module: str, args: list[str], out: str | Path, *, nproc: i
             logs.append(text)
             codes.append(worker.returncode)
     except subprocess.TimeoutExpired as error:
-        raise RuntimeError(f"{module} on {nproc} workers did not finish in {timeout} s") from error
+        raise TimeoutError(f"{module} on {nproc} workers did not finish in {timeout} s") from error
     finally:
         for worker in workers:
             if worker.poll() is None:
