@@ -149,3 +149,10 @@ def test_ddp_loss_multiplier_matches_the_verification():
             ddp_loss_multiplier(bad, True, True)
     with pytest.raises(ValueError, match="no constant"):
         ddp_loss_multiplier(2, True, False)
+
+
+def test_a_launch_past_its_timeout_is_killed(tmp_path):
+    from clipcourse.distributed import run_local_workers
+
+    with pytest.raises(TimeoutError):
+        run_local_workers("clipcourse.verify_gather", [], tmp_path / "out.json", timeout=0.2)
