@@ -177,15 +177,21 @@ def check_loss_source(path: str | Path, name: str, local_batch: int = 3, dim: in
     return {"world_size": world, "local_batch": local_batch, "cases": results, **worst}
 
 
-def check_function_on_workers(function, nproc: int = 2, timeout: float = 25) -> dict:
+def check_function_on_workers(function, nproc: int = 2, timeout: float | None = None) -> dict:
     """Run :func:`check_loss_source` on ``function``'s source in ``nproc`` real gloo workers.
 
     For a test cell: the function's source (``inspect.getsource``) goes to a temporary file,
-    the workers are separate processes (never forked from the kernel), bounded by ``timeout``.
+    the workers are separate processes (never forked from the kernel), bounded by ``timeout``
+    seconds (``TimeoutError``). By default that is three quarters of the grader's per-cell
+    limit (``CLIPCOURSE_CELL_TIMEOUT``, 60 s unless set), so the cell itself is never cut off.
     """
     import inspect
+    import os
     import tempfile
     import textwrap
+
+    if timeout is None:
+        timeout = 0.75 * float(os.environ.get("CLIPCOURSE_CELL_TIMEOUT", 60))
 
     source = textwrap.dedent(inspect.getsource(function))
     with tempfile.TemporaryDirectory(prefix="clipcourse_gather_") as tmp:
