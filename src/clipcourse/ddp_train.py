@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from clipcourse.clip import MAX_LOGIT_SCALE, clip_loss
+from clipcourse.clip import clamp_logit_scale_, clip_loss
+from clipcourse.device import cpu_threads
 from clipcourse.distributed import Features, distributed_clip_loss, init_workers, shard_batch
-from clipcourse.train import cosine_schedule, cpu_threads, make_optimizer
+from clipcourse.train import cosine_schedule, make_optimizer
 
 __all__ = ["global_batches", "main", "train"]
 
@@ -50,8 +50,8 @@ def global_batches(n_images: int, n_captions: int, global_batch: int, steps: int
 
 
 def _data(n_train: int, seed: int):
+    from clipcourse.course_model import training_data
     from clipcourse.models import MiniCLIPConfig
-    from clipcourse.pretrained import training_data
     from clipcourse.text import shapes_tokenizer
     from clipcourse.train import TrainConfig
 
@@ -95,7 +95,7 @@ def train(args: argparse.Namespace) -> dict:
         optimizer.step()
         scheduler.step()
         with torch.no_grad():
-            model.logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
+            clamp_logit_scale_(model.logit_scale)
         mean_loss = loss.detach().clone()
         if world > 1:  # the local losses average to the whole-batch loss
             dist.all_reduce(mean_loss)

@@ -320,7 +320,7 @@ def _cache_file(module: str, args: list[str], nproc: int, threads: int) -> Path:
     import hashlib
 
     import clipcourse
-    from clipcourse.pretrained import default_cache_dir
+    from clipcourse.course_model import default_cache_dir
 
     key = json.dumps([module, [str(a) for a in args], nproc, threads, clipcourse.__version__])
     return default_cache_dir() / "runs" / f"{module.rsplit('.', 1)[-1]}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
