@@ -266,3 +266,8 @@ def test_expect_close_reports_the_largest_difference():
         grading.expect_close(torch.tensor([1.0, 1.5]), torch.ones(2), "x")
     with pytest.raises(CheckFailed, match="shape"):
         grading.expect_close(torch.ones(2), torch.ones(3), "x")
+
+
+def test_jupyter_shows_the_message_without_library_frames():
+    lines = CheckFailed("f: 1 of 2 checks failed\n  - shape: got (3,)")._render_traceback_()
+    assert lines == ["CheckFailed: f: 1 of 2 checks failed\n  - shape: got (3,)"]

@@ -18,6 +18,7 @@ import pytest
 from clipcourse.checks import CheckFailed
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # runs the exercise notebooks' cells (in-process: seconds each)
 
 
 def _cells(chapter: str) -> list[tuple[str, str]]:

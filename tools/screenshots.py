@@ -21,15 +21,16 @@ VIEWPORT = {"width": 960, "height": 600}
 
 #: file name -> (page of the built book, text the shot should start near)
 BOOK_SHOTS = {
-    "book-formula.png": ("book/ch01_contrastive/lesson.html", "div.math mjx-container"),
-    "book-training.png": ("book/ch01_contrastive/lesson.html", "text=SimCLR: 100%"),
+    "book-formula.png": ("book/ch01_contrastive/index.html", "mjx-container[display='true']"),
+    "book-training.png": ("book/ch01_contrastive/lesson.html", r"text=/SimCLR:\s+\d+%/"),
 }
 
 
 def _shoot(page, selector: str, path: Path) -> None:
     page.evaluate("() => window.MathJax && window.MathJax.startup ? window.MathJax.startup.promise : null")
     target = page.locator(selector).first
-    target.scroll_into_view_if_needed()
+    target.wait_for(timeout=30_000)
+    target.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.evaluate("() => window.scrollBy(0, -120)")  # some context above the target
     page.screenshot(path=str(path), type="png")
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
             with serve(args.feedback.parent) as base:
                 page = offline_page(browser, base, viewport=VIEWPORT)
                 page.goto(base + args.feedback.name, wait_until="load")
-                _shoot(page, "text=hint", args.out / "feedback.png")
+                _shoot(page, r"text=/\[FAIL\] \w+:/", args.out / "feedback.png")
                 written.append(args.out / "feedback.png")
                 page.context.close()
     for path in written:

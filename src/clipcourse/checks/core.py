@@ -16,6 +16,11 @@ from clipcourse.checks.learner import learner_frame, not_written_name
 class CheckFailed(AssertionError):
     """Raised at the end of a check block when any check failed; the message lists the hints."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython/Jupyter show this instead of a traceback: the lines that matter were printed
+        # above, and the frames would be the check machinery's (and, for hidden tests, their code)
+        return [f"CheckFailed: {self}"]
+
 
 def _as_float_list(value: Any) -> tuple[list[float], tuple[int, ...]]:
     """Flatten ``value`` into Python floats plus its shape, without trusting ``torch.allclose``."""
