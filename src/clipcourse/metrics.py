@@ -146,34 +146,27 @@ def _padded(values: torch.Tensor, rows: torch.Tensor, n_rows: int, width: int, f
     return out
 
 
-def _order_keys(scores: torch.Tensor) -> torch.Tensor | None:
-    """Distinct int64 keys whose descending order is the ranking (score, then lower index); None for float64.
-
-    A float32's bits, read as an integer and flipped for negatives, sort like
-    the float; ``key * N + (N - 1 - index)`` then breaks ties by the lower index.
-    """
-    if scores.dtype == torch.float64:
-        return None
-    n_items = scores.shape[1]
-    bits = (scores.to(torch.float32) + 0.0).view(torch.int32).to(torch.int64)  # + 0.0 turns -0.0 into 0.0
-    monotone = torch.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
-    return monotone * n_items + (n_items - 1 - torch.arange(n_items, device=scores.device))
-
-
 def _ranks_by_counting(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, width: int) -> torch.Tensor:
-    """Rank of each relevant item = 1 + #higher scores + #equal scores at lower indices: ``[Q, width]``."""
+    """Rank of each relevant item = 1 + #higher scores + #equal scores at lower indices: ``[Q, width]``.
+
+    Two comparisons per (relevant item, item) pair; the positional tie-break is
+    only computed for the rare items that tie with another one.
+    """
     n_queries, n_items = scores.shape
-    keys = _order_keys(scores)
-    positions = torch.arange(n_items, device=scores.device)
-    values = scores if keys is None else keys
-    target = _padded(values[rows, cols], rows, n_queries, width, 0)  # padding is masked out by the caller
+    target = _padded(scores[rows, cols], rows, n_queries, width, float("nan"))  # NaN padding compares False
     index = _padded(cols, rows, n_queries, width, n_items)
+    positions = torch.arange(n_items, device=scores.device)
     out = torch.empty((n_queries, width), dtype=torch.float64, device=scores.device)
     chunk = max(1, 2**24 // (width * n_items))
     for lo in range(0, n_queries, chunk):
-        v, t = values[lo : lo + chunk, None, :], target[lo : lo + chunk, :, None]
-        ahead = v > t if keys is not None else (v > t) | ((v == t) & (positions < index[lo : lo + chunk, :, None]))
-        out[lo : lo + chunk] = 1 + ahead.sum(dim=-1).to(torch.float64)
+        s, t = scores[lo : lo + chunk, None, :], target[lo : lo + chunk, :, None]
+        ahead = (s > t).sum(dim=-1)
+        tied_row, tied_slot = ((s == t).sum(dim=-1) > 1).nonzero(as_tuple=True)
+        if tied_row.numel():
+            same = scores[lo + tied_row] == target[lo + tied_row, tied_slot, None]  # [T, N]
+            before = same & (positions < index[lo + tied_row, tied_slot, None])
+            ahead[tied_row, tied_slot] += before.sum(dim=-1)
+        out[lo : lo + chunk] = 1 + ahead.to(torch.float64)
     return out
 
 
@@ -186,25 +179,26 @@ def relevant_ranks(scores: torch.Tensor, relevance: torch.Tensor, max_k: int = 1
     """
     check_scores_relevance(scores, relevance)
     scores = scores.detach()
-    scores = scores.to(torch.float64) if not scores.is_floating_point() else scores + 0.0  # -0.0 ties with 0.0
-    gain = relevance.detach().to(device=scores.device, dtype=torch.float64)
+    scores = scores.to(torch.float64) if not scores.is_floating_point() else scores
+    relevance = relevance.detach().to(scores.device)
     n_queries, n_items = scores.shape
-    relevant = gain > 0
+    relevant = relevance > 0
     n_relevant = relevant.sum(dim=1)
     width = max(1, int(n_relevant.max()))
-    rows, cols = relevant.nonzero(as_tuple=True)
-    gains = _padded(gain[rows, cols], rows, n_queries, width, 0.0)
     if width <= 4:
+        rows, cols = relevant.nonzero(as_tuple=True)
+        gains = _padded(relevance[rows, cols].to(torch.float64), rows, n_queries, width, 0.0)
         ranks = _ranks_by_counting(scores, rows, cols, width).masked_fill(gains == 0, n_items + 1)
         ranks, order = ranks.sort(dim=1)
         gains = gains.gather(1, order)
     else:
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-        ranked_gain = gain.gather(1, order)
-        rows, positions = (ranked_gain > 0).nonzero(as_tuple=True)
+        rows, positions = relevant.gather(1, order).nonzero(as_tuple=True)
         ranks = _padded(positions.to(torch.float64) + 1, rows, n_queries, width, n_items + 1)
-        gains = _padded(ranked_gain[rows, positions], rows, n_queries, width, 0.0)
-    ideal = gain.topk(min(max_k, n_items), dim=1).values
+        gains = _padded(relevance[rows, order[rows, positions]].to(torch.float64), rows, n_queries, width, 0.0)
+    ideal = torch.zeros((n_queries, max(1, min(max_k, n_items))), dtype=torch.float64, device=scores.device)
+    best = gains.sort(dim=1, descending=True).values[:, : ideal.shape[1]]  # the relevance values, best first
+    ideal[:, : best.shape[1]] = best
     return RelevantRanks(ranks, gains, n_relevant.to(torch.float64), ideal, n_items)
 
 
