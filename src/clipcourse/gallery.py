@@ -134,8 +134,8 @@ def gallery_index(
 
 
 def caption_index(encoder: Any, gallery: Gallery, *, batch_size: int = 256) -> VectorIndex:
-    """An exact index over the gallery's distinct captions (all of them), for image→text search."""
-    texts = sorted({c for caps in gallery.all_captions for c in caps})
+    """An exact index over the gallery's distinct full descriptions (caption 0 of each image), for image→text search."""
+    texts = sorted(set(gallery.captions))
     with torch.inference_mode():
         features = encode_in_batches(encoder.encode_text, texts, batch_size).float().cpu()
     index = VectorIndex(features.shape[1], IndexConfig("flat"), fingerprint=gallery.fingerprint)
