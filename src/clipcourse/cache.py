@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["LRUCache"]
+__all__ = ["LRUCache", "replay_cache"]
 
 
 class LRUCache:
@@ -72,3 +72,28 @@ class LRUCache:
 
     def __repr__(self) -> str:
         return f"LRUCache(capacity={self.capacity}, size={len(self)}, hits={self.hits}, misses={self.misses})"
+
+
+def replay_cache(cache_class: type, capacity: int, operations: list[tuple]) -> dict[str, Any]:
+    """Run ``operations`` on ``cache_class(capacity)`` and report plain data (for checks and grading).
+
+    ``operations`` holds ``("put", key, value)`` and ``("get", key)`` tuples. Returns
+    ``{"gets": [value or None per get], "sizes": [len after each operation], "hits": int, "misses": int}``;
+    every value is turned into a plain ``int``/``str``/``None`` (anything else into its ``repr``),
+    so a learner's object can never fake a comparison.
+    """
+
+    def plain(v: Any) -> Any:
+        return v if v is None or type(v) in (int, str, float, bool) else repr(v)
+
+    cache = cache_class(capacity)
+    gets, sizes = [], []
+    for op in operations:
+        if op[0] == "put":
+            cache.put(op[1], op[2])
+        elif op[0] == "get":
+            gets.append(plain(cache.get(op[1])))
+        else:
+            raise ValueError(f"unknown operation {op!r}: use ('put', key, value) or ('get', key)")
+        sizes.append(plain(len(cache)))
+    return {"gets": gets, "sizes": sizes, "hits": plain(cache.hits), "misses": plain(cache.misses)}

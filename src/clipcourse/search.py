@@ -40,6 +40,7 @@ from clipcourse.latency import LatencyStats, measure_latency
 __all__ = [
     "Encoder",
     "Hit",
+    "RecordingEncoder",
     "SearchEngine",
     "SearchResponse",
     "StageTimes",
@@ -98,6 +99,24 @@ def encoder_fingerprint(encoder: Any) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+class RecordingEncoder:
+    """A stand-in encoder that records the size of every batch it is called on (to check batching).
+
+    Items are rows of a tensor ``[N, F]`` or strings; the feature of a row is ``row * 2 + 1``,
+    of a string ``[len, sum of character codes / 100, 1]``: each item keeps its own feature,
+    whatever batch it lands in, so the output shows whether order was kept.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, batch: Any) -> torch.Tensor:
+        self.calls.append(len(batch))
+        if isinstance(batch, torch.Tensor):
+            return (batch.float().flatten(1) if batch.dim() > 1 else batch.float()[:, None]) * 2 + 1
+        return torch.tensor([[float(len(t)), sum(map(ord, t)) / 100, 1.0] for t in batch]).reshape(len(batch), 3)
 
 
 @dataclass
