@@ -94,27 +94,29 @@ def test_metrics_count_requests_latency_and_cache(client):
     assert m["errors"].get("422", 0) >= 0
 
 
-def _corrupt_index(path):
-    index = VectorIndex(4, fingerprint="model-a")
-    index.add(torch.randn(10, 4))
+def _saved_index(path, *, fingerprint="model-a", corrupt=False):
+    index = VectorIndex(64, fingerprint=fingerprint)
+    index.add(torch.randn(10, 64), [{"caption": "x"}] * 10)
     index.save(path)
-    (path / "index.faiss").write_bytes(b"garbage")
+    if corrupt:
+        (path / "index.faiss").write_bytes(b"garbage")
+    return path
 
 
-@pytest.mark.parametrize("fingerprint", [None, "model-b"])
-def test_broken_index_answers_503_with_the_reason(tmp_path, fingerprint):
-    _corrupt_index(tmp_path / "idx")
+@pytest.mark.parametrize(("corrupt", "words"), [(True, "corrupt"), (False, "built by model/config")])
+def test_broken_or_foreign_index_answers_503_with_the_reason(tmp_path, corrupt, words):
+    from clipcourse.service import default_engine
 
-    def build():
-        VectorIndex.load(tmp_path / "idx", fingerprint=fingerprint)
-        raise AssertionError("unreachable")
-
-    with TestClient(create_app(build=build)) as c:
+    path = _saved_index(tmp_path / "idx", corrupt=corrupt)
+    app = create_app(build=lambda: default_engine(50, cache_dir=tmp_path / "cache", index_path=path))
+    with TestClient(app) as c:
         health = c.get("/health")
         assert health.status_code == 503
-        assert ("corrupt" if fingerprint is None else "model-b") in health.json()["detail"]
+        assert words in health.json()["detail"]
         r = c.get("/search", params={"q": "red", "k": 3})
-        assert r.status_code == 503 and "not available" in r.json()["detail"]
+        assert r.status_code == 503 and "not available" in r.json()["detail"] and words in r.json()["detail"]
+        assert c.get("/thumb/1.png").status_code == 503
         assert c.get("/metrics").status_code == 200
-    with pytest.raises(IndexFileError):
-        VectorIndex.load(tmp_path / "idx")
+    if corrupt:
+        with pytest.raises(IndexFileError):
+            VectorIndex.load(path)

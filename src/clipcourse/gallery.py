@@ -28,7 +28,7 @@ from clipcourse.index import IndexConfig, IndexFileError, IndexMismatchError, Ve
 from clipcourse.pretrained import default_cache_dir
 from clipcourse.search import encoder_fingerprint
 
-__all__ = ["Gallery", "gallery_index", "shapes_gallery", "caption_index"]
+__all__ = ["Gallery", "caption_index", "gallery_index", "index_fingerprint", "shapes_gallery"]
 
 
 @dataclass
@@ -110,12 +110,17 @@ def shapes_gallery(
     )
 
 
+def index_fingerprint(gallery: Gallery, config: IndexConfig) -> str:
+    """What an index over ``gallery`` with ``config`` is named by, and checked against when loaded."""
+    return _key({"gallery": gallery.key, "index": config.to_dict()})
+
+
 def gallery_index(
     gallery: Gallery, config: IndexConfig | None = None, *, cache_dir: str | Path | None = None, cache: bool = True,
 ) -> VectorIndex:
     """An index over the gallery's image embeddings (metadata: captions), loaded from the cache when there."""
     config = config or IndexConfig()
-    fingerprint = _key({"gallery": gallery.key, "index": config.to_dict()})
+    fingerprint = index_fingerprint(gallery, config)
     path = _cache_root(cache_dir) / f"index-{fingerprint}"
     if cache and path.exists():
         try:

@@ -270,18 +270,18 @@ class VectorIndex:
             raise IndexFileError(f"{path} is not a readable index folder ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
             raise IndexFileError(f"{path}/{_META_FILE} is not a {_FORMAT} file")
-        if fingerprint is not None and meta.get("fingerprint") != fingerprint:
-            raise IndexMismatchError(
-                f"{path} was built by model/config {meta.get('fingerprint')!r}, not {fingerprint!r}: rebuild it"
-            )
         try:
             for name, digest in meta["sha256"].items():
                 if _sha256(path / name) != digest:
                     raise IndexFileError(f"{path}/{name} is corrupt (checksum mismatch)")
+            if fingerprint is not None and meta.get("fingerprint") != fingerprint:
+                raise IndexMismatchError(
+                    f"{path} was built by model/config {meta.get('fingerprint')!r}, not {fingerprint!r}: rebuild it"
+                )
             index = cls(int(meta["dim"]), IndexConfig(**meta["config"]), fingerprint=meta["fingerprint"])
             index._index = faiss.read_index(str(path / _INDEX_FILE))
             index._vectors = np.load(path / _VECTORS_FILE)
-        except IndexFileError:
+        except (IndexFileError, IndexMismatchError):
             raise
         except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise IndexFileError(f"{path} could not be read ({exc})") from exc

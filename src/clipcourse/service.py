@@ -75,16 +75,26 @@ class _Metrics:
         return {"requests": dict(self.requests), "errors": dict(self.errors), "latency": latency, "cache": cache}
 
 
-def default_engine(n: int | None = None, *, cache_dir: str | Path | None = None) -> tuple[SearchEngine, torch.Tensor]:
-    """The course model over ``n`` Shapes-world images (``$CLIPCOURSE_SEARCH_N``, default 10,000): HNSW + exact re-rank."""
-    from clipcourse.gallery import caption_index, gallery_index, shapes_gallery
-    from clipcourse.index import IndexConfig
+def default_engine(
+    n: int | None = None, *, cache_dir: str | Path | None = None, index_path: str | Path | None = None,
+) -> tuple[SearchEngine, torch.Tensor]:
+    """The course model over ``n`` Shapes-world images (``$CLIPCOURSE_SEARCH_N``, default 10,000): HNSW + exact re-rank.
+
+    ``index_path``: serve a folder written by :meth:`VectorIndex.save` instead of the cached index; it must
+    have been built from this gallery and model (else :class:`~clipcourse.index.IndexMismatchError`).
+    """
+    from clipcourse.gallery import caption_index, gallery_index, index_fingerprint, shapes_gallery
+    from clipcourse.index import IndexConfig, VectorIndex
     from clipcourse.pretrained import mini_clip
 
     n = n or int(os.environ.get("CLIPCOURSE_SEARCH_N", "10000"))
     model = mini_clip(progress=False)
     gallery = shapes_gallery(model, n, cache_dir=cache_dir)
-    index = gallery_index(gallery, IndexConfig("hnsw", ef_search=64), cache_dir=cache_dir)
+    config = IndexConfig("hnsw", ef_search=64)
+    if index_path is not None:
+        index = VectorIndex.load(index_path, fingerprint=index_fingerprint(gallery, config))
+    else:
+        index = gallery_index(gallery, config, cache_dir=cache_dir)
     engine = SearchEngine(model, index, text_index=caption_index(model, gallery), rerank=4)
     return engine, gallery.images
 
@@ -284,8 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--n", type=int, default=None, help="gallery size (default $CLIPCOURSE_SEARCH_N or 10000)")
     parser.add_argument("--cache-dir", default=None, help="where the embeddings and index are cached (default the course cache)")
+    parser.add_argument("--index", default=None, help="serve this saved index folder (checked against the model)")
     args = parser.parse_args(argv)
-    app = create_app(build=lambda: default_engine(args.n, cache_dir=args.cache_dir))
+    app = create_app(build=lambda: default_engine(args.n, cache_dir=args.cache_dir, index_path=args.index))
     print(f"Shapes-world search on http://{args.host}:{args.port}/ (the first start builds and caches the index)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
