@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from clipcourse.cache import LRUCache
-from clipcourse.index import IndexConfig, IndexFileError, IndexMismatchError, ShardedIndex, VectorIndex
+from clipcourse.index import (
+    IndexConfig,
+    IndexFileError,
+    IndexMismatchError,
+    ShardedIndex,
+    VectorIndex,
+)
 from clipcourse.search import SearchEngine, encoder_fingerprint, recall_vs_exact, top_k_search
 
 

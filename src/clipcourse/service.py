@@ -245,7 +245,7 @@ def create_app(
         return {"query": q, "k": k, **as_json(resp)}
 
     @app.post("/search/image")
-    async def search_image(file: UploadFile = File(...), k: int = Form(12)) -> dict[str, Any]:
+    async def search_image(file: UploadFile = File(...), k: int = Form(12)) -> dict[str, Any]:  # noqa: B008
         engine = ready()
         check_k(k)
         data = await file.read(limits.max_upload_bytes + 1)
