@@ -35,7 +35,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ __all__ = [
     "IndexMismatchError",
     "ShardedIndex",
     "VectorIndex",
+    "faiss_threads",
     "merge_top_k",
 ]
 
@@ -126,6 +128,25 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@contextmanager
+def faiss_threads(n: int) -> Iterator[None]:
+    """FAISS's OpenMP threads set to ``n`` inside the block, restored after.
+
+    One query at a time gains nothing from several threads, and on a small
+    machine FAISS's OpenMP threads, spinning after a search, slow down torch's
+    own threads (two OpenMP runtimes in one process): searches that answer one
+    user at a time run best on one thread, as ann-benchmarks measures them.
+    """
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def merge_top_k(scores: torch.Tensor, ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -295,7 +295,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=None, help="gallery size (default $CLIPCOURSE_SEARCH_N or 10000)")
     parser.add_argument("--cache-dir", default=None, help="where the embeddings and index are cached (default the course cache)")
     parser.add_argument("--index", default=None, help="serve this saved index folder (checked against the model)")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch and FAISS threads per request (default 1: a request is one query; add workers, not threads)",
+    )
     args = parser.parse_args(argv)
+    import faiss
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
     app = create_app(build=lambda: default_engine(args.n, cache_dir=args.cache_dir, index_path=args.index))
     print(f"Shapes-world search on http://{args.host}:{args.port}/ (the first start builds and caches the index)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from clipcourse.cache import LRUCache
-from clipcourse.index import ShardedIndex, VectorIndex
+from clipcourse.index import ShardedIndex, VectorIndex, faiss_threads
 from clipcourse.latency import measure_latency
 from clipcourse.search import recall_vs_exact
 
@@ -29,9 +29,12 @@ __all__ = ["batch_qps", "cache_hit_rate", "recall_qps_sweep", "zipf_stream"]
 
 def batch_qps(
     index: VectorIndex | ShardedIndex, queries: torch.Tensor, k: int, batch_size: int, *,
-    repeats: int = 3, max_seconds: float | None = 5.0,
+    repeats: int = 3, max_seconds: float | None = 5.0, threads: int = 1,
 ) -> float:
-    """Queries per second answering ``queries [Q, D]`` in batches of ``batch_size`` (1: one at a time)."""
+    """Queries per second answering ``queries [Q, D]`` in batches of ``batch_size`` (1: one at a time).
+
+    FAISS runs on ``threads`` threads (default one, as ann-benchmarks measures).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     q = queries.float().contiguous()
@@ -41,13 +44,14 @@ def batch_qps(
         for b in batches:
             index.search(b, k)
 
-    stats = measure_latency(run, batch_size=len(q), warmup=1, repeats=repeats, max_seconds=max_seconds)
+    with faiss_threads(threads):
+        stats = measure_latency(run, batch_size=len(q), warmup=1, repeats=repeats, max_seconds=max_seconds)
     return stats.items_per_s
 
 
 def recall_qps_sweep(
     index: VectorIndex, queries: torch.Tensor, exact_ids: torch.Tensor, k: int, knob: str,
-    values: Sequence[int], *, repeats: int = 3,
+    values: Sequence[int], *, repeats: int = 3, threads: int = 1,
 ) -> list[dict[str, Any]]:
     """For each value of ``knob`` (``"ef_search"`` or ``"nprobe"``): recall@k against ``exact_ids`` and QPS at batch 1."""
     if knob not in ("ef_search", "nprobe"):
@@ -59,7 +63,7 @@ def recall_qps_sweep(
         rows.append({
             knob: int(value),
             "recall": recall_vs_exact(ids, exact_ids[:, :k]),
-            "qps": batch_qps(index, queries, k, 1, repeats=repeats),
+            "qps": batch_qps(index, queries, k, 1, repeats=repeats, threads=threads),
         })
     return rows
 
