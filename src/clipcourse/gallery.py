@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from clipcourse import __version__
 from clipcourse.encoding import encode_in_batches
-from clipcourse.index import IndexConfig, IndexFileError, IndexMismatchError, VectorIndex
+from clipcourse.index import IndexConfig, IndexFileError, IndexMismatchError, VectorIndex, faiss_threads
 from clipcourse.pretrained import default_cache_dir
 from clipcourse.search import encoder_fingerprint
 
@@ -128,8 +128,9 @@ def gallery_index(
         except (IndexFileError, IndexMismatchError) as exc:
             warnings.warn(f"rebuilding the index in {path} ({exc})", stacklevel=2)
     index = VectorIndex(gallery.features.shape[1], config, fingerprint=fingerprint)
-    index.train(gallery.features)
-    index.add(gallery.features, gallery.metadata())
+    with faiss_threads(torch.get_num_threads()):  # building is offline work: as many threads as torch uses
+        index.train(gallery.features)
+        index.add(gallery.features, gallery.metadata())
     if cache:
         try:
             index.save(path)
