@@ -137,10 +137,11 @@ def main() -> dict:
     ivf, ivf_build_s = _build(gallery.features, IndexConfig("ivf", nlist=1024))
     ivf_rows = recall_qps_sweep(ivf, queries, exact_ids, k, "nprobe", NPROBE_VALUES)
 
-    good = [r for r in hnsw_rows if r["recall"] >= TARGETS["ann_recall_at_10"]]
-    chosen = max(good, key=lambda r: r["qps"]) if good else max(hnsw_rows, key=lambda r: r["recall"])
-    hnsw.set_search_params(ef_search=chosen["ef_search"])
-    hnsw_qps_64 = batch_qps(hnsw, queries, k, 64)
+    candidates = [("HNSW M=32", "ef_search", hnsw, r) for r in hnsw_rows] + [("IVF nlist=1024", "nprobe", ivf, r) for r in ivf_rows]
+    good = [c for c in candidates if c[3]["recall"] >= TARGETS["ann_recall_at_10"]]
+    name, knob, ann, chosen = max(good, key=lambda c: c[3]["qps"]) if good else max(candidates, key=lambda c: c[3]["recall"])
+    ann.set_search_params(**{knob: chosen[knob]})
+    ann_qps_64 = batch_qps(ann, queries, k, 64)
 
     shards = ShardedIndex.build(gallery.features, 4)
     _, shard_ids = shards.search(queries, k)
@@ -149,13 +150,13 @@ def main() -> dict:
     result = {
         "n_images": args.n,
         "n_queries": len(queries),
-        "ann_index": f"HNSW M=32 efSearch={chosen['ef_search']}",
+        "ann_index": f"{name} {knob}={chosen[knob]}",
         "ann_recall_at_10": chosen["recall"],
         "ann_qps_batch1": chosen["qps"],
         "exact_qps_batch1": exact_qps,
         "ann_speedup_vs_exact": chosen["qps"] / exact_qps,
         "exact_qps_batch64": exact_qps_64,
-        "ann_qps_batch64": hnsw_qps_64,
+        "ann_qps_batch64": ann_qps_64,
         "hnsw_sweep": hnsw_rows,
         "ivf_sweep": ivf_rows,
         "exact_build_s": exact_build_s,
