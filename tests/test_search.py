@@ -233,3 +233,16 @@ def test_encoder_fingerprint_changes_with_weights():
     with pytest.raises(ValueError):
         encoder_fingerprint(object())
     assert np.isscalar(a)
+
+
+def test_exact_rerank_repairs_compressed_scores():
+    from clipcourse.index import merge_top_k
+
+    x, q = _vectors(3000), _vectors(30, seed=5)
+    pq = VectorIndex(16, IndexConfig("ivfpq", nlist=8, nprobe=8, pq_m=4))
+    pq.train(x)
+    pq.add(x)
+    _, exact_ids = top_k_search(q, x, 10)
+    _, cand = pq.search(q, 40)
+    _, reranked = merge_top_k(pq.exact_scores(q, cand), cand, 10)
+    assert recall_vs_exact(reranked, exact_ids) > recall_vs_exact(cand[:, :10], exact_ids) + 0.05

@@ -11,7 +11,10 @@ FAISS's own guidelines (https://github.com/facebookresearch/faiss/wiki/Guideline
   ``hnsw_m`` links per node (memory, build time), ``ef_search`` candidates kept
   during a search (recall against speed, changeable at query time);
 * ``"ivf"`` (``IndexIVFFlat``): k-means into ``nlist`` cells (needs
-  :meth:`VectorIndex.train`), a query scans the ``nprobe`` nearest cells.
+  :meth:`VectorIndex.train`), a query scans the ``nprobe`` nearest cells;
+* ``"ivfpq"`` (``IndexIVFPQ``, Jégou et al. 2011): the same cells, each vector
+  stored as ``pq_m`` one-byte codes: scores are approximate, so exact
+  re-ranking of its candidates (:meth:`VectorIndex.exact_scores`) pays.
 
 Ids are positions in insertion order (0, 1, 2, ...), and :attr:`VectorIndex.metadata`
 holds one entry per id, so ``metadata[id]`` is always the item a result names,
@@ -57,7 +60,7 @@ __all__ = [
     "merge_top_k",
 ]
 
-INDEX_KINDS = ("flat", "hnsw", "ivf")
+INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 _FORMAT = "clipcourse-index-1"
 _INDEX_FILE, _VECTORS_FILE, _META_FILE = "index.faiss", "vectors.npy", "meta.json"
 
@@ -80,11 +83,12 @@ class IndexConfig:
     ef_search: int = 64
     nlist: int = 256
     nprobe: int = 16
+    pq_m: int = 8  #: ``"ivfpq"`` only: sub-vectors per code (dim must divide by it); one byte each
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {self.kind!r}")
-        for name in ("hnsw_m", "ef_construction", "ef_search", "nlist", "nprobe"):
+        for name in ("hnsw_m", "ef_construction", "ef_search", "nlist", "nprobe", "pq_m"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -117,7 +121,12 @@ def _make_faiss(dim: int, config: IndexConfig) -> faiss.Index:
         index.hnsw.efSearch = config.ef_search
         return index
     quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, config.nlist, faiss.METRIC_INNER_PRODUCT)
+    if config.kind == "ivfpq":
+        if dim % config.pq_m:
+            raise ValueError(f"ivfpq needs dim ({dim}) divisible by pq_m ({config.pq_m})")
+        index = faiss.IndexIVFPQ(quantizer, dim, config.nlist, config.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFFlat(quantizer, dim, config.nlist, faiss.METRIC_INNER_PRODUCT)
     index.nprobe = config.nprobe
     return index
 
@@ -189,7 +198,7 @@ class VectorIndex:
     def train(self, vectors: torch.Tensor | np.ndarray) -> VectorIndex:
         """Learn IVF's ``nlist`` cells from a sample (at least ``nlist`` vectors); a no-op for flat and HNSW."""
         x = _as_matrix(vectors, self.dim, "training vectors")
-        if self.config.kind == "ivf" and len(x) < self.config.nlist:
+        if self.config.kind in ("ivf", "ivfpq") and len(x) < self.config.nlist:
             raise ValueError(f"IVF with nlist={self.config.nlist} needs at least that many training vectors, got {len(x)}")
         if not self.is_trained:
             self._index.train(x)
@@ -217,7 +226,7 @@ class VectorIndex:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if ef_search is not None and self.config.kind == "hnsw":
             self._index.hnsw.efSearch = ef_search
-        if nprobe is not None and self.config.kind == "ivf":
+        if nprobe is not None and self.config.kind in ("ivf", "ivfpq"):
             self._index.nprobe = min(nprobe, self.config.nlist)
 
     def _check_k(self, k: int) -> None:
