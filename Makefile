@@ -5,6 +5,7 @@
 #   make release  regenerate notebooks/ (student versions) from solutions/ with nbgrader
 #   make grade SUBMISSIONS=path/to/submissions [OUT=_grading]   autograde, feedback HTML, grades CSV
 #   make lab      open JupyterLab on the course
+#   make serve [PORT=8000]   the chapter 6 search service on http://127.0.0.1:$(PORT)/
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,11 +13,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.clipcourse-installed
 SUBMISSIONS ?=
 OUT ?= _grading
+PORT ?= 8000
 # Threads per process: 2-core laptops and CI machines.
 export OMP_NUM_THREADS ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: setup system book test test-transformers4 release grade lab clean
+.PHONY: setup system book test test-transformers4 release grade lab serve clean
 
 setup: system $(STAMP)
 
@@ -59,6 +61,10 @@ grade: setup
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=.
+
+# Builds and caches the Shapes-world index on the first start (about a minute), then starts in seconds.
+serve: setup
+	$(BIN)/python -m clipcourse.service --host 127.0.0.1 --port $(PORT)
 
 clean:
 	rm -rf _build _grading .pytest_cache .venv-tf4
