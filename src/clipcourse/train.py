@@ -13,6 +13,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,8 +22,10 @@ from torch import nn
 from clipcourse.clip import MAX_LOGIT_SCALE, clip_loss
 
 __all__ = [
+    "Batch",
     "History",
     "TrainConfig",
+    "clip_batch_loss",
     "cosine_schedule",
     "cpu_threads",
     "load_checkpoint",
@@ -102,6 +105,8 @@ class History:
     train_s: float = 0.0  #: wall-clock seconds of the loop
     device: str = "cpu"
     threads: int = 0  #: CPU threads used (0: not recorded)
+    #: What ``train_clip``'s ``evaluate`` returned during training: ``{"step": s, **results}`` rows.
+    evals: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +119,24 @@ class History:
 
     def __len__(self) -> int:
         return len(self.loss)
+
+
+@dataclass
+class Batch:
+    """One training batch as :func:`train_clip` draws it (what a custom ``loss_fn`` receives)."""
+
+    images: torch.Tensor  #: float ``[B, 3, H, W]`` (some possibly turned grey)
+    input_ids: torch.Tensor  #: ``[B, T]``, all-padding columns dropped
+    attention_mask: torch.Tensor  #: ``[B, T]``
+    index: torch.Tensor  #: ``[B]`` rows of the training images (CPU)
+    caption: torch.Tensor  #: ``[B]`` which of the K captions each image got (CPU)
+    grey: torch.Tensor | None  #: ``[B]`` bool, which images were turned grey (None: none were)
+
+
+def clip_batch_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """The default loss of :func:`train_clip`: CLIP's symmetric loss on the batch."""
+    logits_per_image, _ = model(batch.images, batch.input_ids, batch.attention_mask)
+    return clip_loss(logits_per_image.float())
 
 
 def _idle_cores(window: float = 0.2) -> float | None:
@@ -183,6 +206,10 @@ def train_clip(
     colour_free: torch.Tensor | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+    desc: str = "training MiniCLIP",
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    eval_every: int = 0,
 ) -> History:
     """Train ``model`` in place on ``images`` with several captions each; returns the history.
 
@@ -194,12 +221,20 @@ def train_clip(
     ``colour_free`` (bool ``[N, K]``, optional) marks captions that name no colour; with
     ``config.grayscale_p > 0`` such a caption is sometimes paired with a grey version of
     its image, so shape features cannot lean on colour.
+
+    ``loss_fn(model, batch)`` replaces the CLIP loss (default :func:`clip_batch_loss`);
+    chapter 4's distillation trainer passes one that adds the teacher's terms, so the
+    sampling, optimiser, schedule and temperature clamp stay exactly chapter 2's.
+    ``evaluate(model)`` (in eval mode, without gradients) runs every ``eval_every`` steps
+    and after the last; its results go to ``History.evals`` and its time is not counted in
+    ``History.train_s``.
     """
     from tqdm.auto import tqdm
 
     from clipcourse.device import get_device
 
     config = config or TrainConfig()
+    loss_fn = loss_fn or clip_batch_loss
     device = torch.device(device) if device is not None else get_device()
     if images.dim() != 4 or not images.is_floating_point():
         raise ValueError(f"images must be float [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -237,7 +272,7 @@ def train_clip(
     cursor = 0
     start = time.perf_counter()
     try:
-        bar = tqdm(range(config.steps), desc="training MiniCLIP", disable=not progress, mininterval=0.5)
+        bar = tqdm(range(config.steps), desc=desc, disable=not progress, mininterval=0.5)
         for _ in bar:
             if cursor + config.batch_size > n:
                 order, cursor = torch.randperm(n, generator=generator), 0
@@ -245,6 +280,7 @@ def train_clip(
             cursor += config.batch_size
             caption = torch.randint(k, (len(idx),), generator=generator)
             batch_images = images[idx.to(device)]
+            to_grey = None
             if grey:
                 to_grey = (torch.rand(len(idx), generator=generator) < config.grayscale_p) & (free_count[idx] > 0)
                 free_caption = torch.multinomial(free_weights[idx], 1, generator=generator).squeeze(1)
@@ -259,8 +295,7 @@ def train_clip(
             lr = optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits_per_image, _ = model(batch_images, ids, mask)
-                loss = clip_loss(logits_per_image.float())
+                loss = loss_fn(model, Batch(batch_images, ids, mask, idx, caption, to_grey))
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -271,6 +306,15 @@ def train_clip(
             history.loss.append(float(loss.detach()))
             history.logit_scale.append(float(model.logit_scale.detach().exp()))
             history.lr.append(lr)
+            if evaluate is not None and eval_every > 0 and (
+                len(history) % eval_every == 0 or len(history) == config.steps
+            ):
+                paused = time.perf_counter()
+                model.eval()
+                with torch.no_grad():
+                    history.evals.append({"step": len(history), **evaluate(model)})
+                model.train()
+                start += time.perf_counter() - paused
             if progress and len(history) % 10 == 0:
                 bar.set_postfix(loss=f"{history.loss[-1]:.3f}", scale=f"{history.logit_scale[-1]:.1f}")
     finally:
