@@ -62,7 +62,8 @@ def _check_pair(student: torch.Tensor, teacher: torch.Tensor, what: str) -> None
 def _soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """``T² · KL(softmax(teacher/T) ‖ softmax(student/T))``, averaged over the rows (batchmean)."""
     log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / temperature, dim=-1)
+    # The teacher is a fixed target: no gradient flows into it (it is frozen, or another model).
+    log_p_teacher = F.log_softmax(teacher_logits.detach().to(student_logits.dtype) / temperature, dim=-1)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     return temperature**2 * kl
 
@@ -78,7 +79,7 @@ def kd_loss(
 
     ``alpha · T² · KL(softmax(teacher/T) ‖ softmax(student/T)) + (1 − alpha) · CE(student, labels)``,
     the KL averaged over the batch; without ``labels``, the soft term alone, ``T² · KL``.
-    The teacher's side is treated as a constant target (pass detached logits to be sure).
+    The teacher's logits are a fixed target: they are detached, no gradient reaches them.
     """
     _check_pair(student_logits, teacher_logits, "logits")
     _check_temperature(temperature)
@@ -119,7 +120,7 @@ def feature_distillation_loss(student_features: torch.Tensor, teacher_features: 
     """
     _check_pair(student_features, teacher_features, "features")
     student = F.normalize(student_features, dim=-1)
-    teacher = F.normalize(teacher_features.to(student.dtype), dim=-1)
+    teacher = F.normalize(teacher_features.detach().to(student.dtype), dim=-1)
     return (student - teacher).pow(2).sum(dim=-1).mean()
 
 
