@@ -33,6 +33,7 @@ __all__ = [
     "DistillConfig",
     "TeacherTargets",
     "clip_distillation_loss",
+    "distill_model",
     "distilled_student",
     "feature_distillation_loss",
     "inherit_weights",
@@ -308,6 +309,43 @@ def train_distilled(
 
 
 _TARGETS_MEMO: dict[tuple, TeacherTargets] = {}
+_DATA_MEMO: dict[tuple, tuple] = {}  # training_data(...) per (student config, data recipe): students share it
+
+
+def distill_model(student: MiniCLIP, teacher, train_config: TrainConfig, weights: DistillConfig, *,
+                  progress: bool = True, eval_every: int = 0) -> History:
+    """Train an existing ``student`` (fresh, inherited or pruned) from ``teacher`` on Shapes world's train split.
+
+    ``teacher`` is a :class:`~clipcourse.pretrained.PretrainedMiniCLIP` (its tokenizer is used).
+    The teacher's embeddings of the training set are computed once per process and
+    shared by every student trained on the same data. ``eval_every > 0`` records the
+    unseen zero-shot top-1 every so many steps in ``history.evals``.
+    """
+    from clipcourse.pretrained import training_data
+
+    data_key = (student.config.hash(), train_config.world_seed, train_config.n_train, train_config.seed,
+                train_config.full_stop_p)
+    if data_key not in _DATA_MEMO:
+        _DATA_MEMO.clear()  # keep one entry: a few MB of images, not one copy per seed
+        _DATA_MEMO[data_key] = training_data(student.config, train_config, teacher.tokenizer)
+    images, ids, mask, colour_free = _DATA_MEMO[data_key]
+    targets = None
+    if weights.affinity or weights.feature:
+        memo = (str(teacher.path), id(teacher.model), train_config.world_seed, train_config.n_train,
+                train_config.seed, train_config.full_stop_p)
+        if memo not in _TARGETS_MEMO:
+            _TARGETS_MEMO[memo] = teacher_targets(teacher.model, images, ids, mask)
+        targets = _TARGETS_MEMO[memo]
+    evaluate = None
+    if eval_every:
+        from clipcourse.model_report import unseen_evaluator
+
+        evaluate = unseen_evaluator(teacher.tokenizer, world_seed=train_config.world_seed)
+    history = train_distilled(student, teacher.model if weights.uses_teacher else None, images, ids, mask,
+                              train_config, weights, colour_free=colour_free, targets=targets,
+                              progress=progress, evaluate=evaluate, eval_every=eval_every)
+    student.cpu().eval()
+    return history
 
 
 def distilled_student(
@@ -321,16 +359,13 @@ def distilled_student(
     progress: bool = True,
     eval_every: int = 0,
 ):
-    """A student trained with ``weights`` (from scratch when they use no teacher), cached by its recipe.
+    """A fresh student trained with ``weights`` (from scratch when they use no teacher), cached by its recipe.
 
     Returns a :class:`~clipcourse.pretrained.PretrainedMiniCLIP`. ``teacher`` defaults to
     the chapter-2 model (:func:`~clipcourse.pretrained.mini_clip`); its cache folder name
-    is part of the key, so a retrained teacher gives new students. The teacher's
-    embeddings of the training set are computed once per process and shared by students.
-    ``eval_every > 0`` records the unseen zero-shot top-1 every so many steps in
-    ``history.evals`` (for accuracy-against-steps curves).
+    is part of the key, so a retrained teacher gives new students. See :func:`distill_model`.
     """
-    from clipcourse.pretrained import cached_model, mini_clip, training_data
+    from clipcourse.pretrained import cached_model, mini_clip
 
     teacher = teacher or mini_clip(progress=progress)
     config = config or student_config(teacher.config)
@@ -339,25 +374,10 @@ def distilled_student(
              "eval_every": eval_every}
 
     def train(tokenizer):
-        images, ids, mask, colour_free = training_data(config, train_config, tokenizer)
-        targets = None
-        if weights.affinity or weights.feature:
-            memo = (extra["teacher"], id(teacher.model), train_config.world_seed, train_config.n_train,
-                    train_config.seed, train_config.full_stop_p)
-            if memo not in _TARGETS_MEMO:
-                _TARGETS_MEMO[memo] = teacher_targets(teacher.model, images, ids, mask)
-            targets = _TARGETS_MEMO[memo]
-        evaluate = None
-        if eval_every:
-            from clipcourse.model_report import unseen_evaluator
-
-            evaluate = unseen_evaluator(tokenizer, world_seed=train_config.world_seed)
         torch.manual_seed(train_config.seed)
         student = MiniCLIP(config)
-        history = train_distilled(student, teacher.model if uses_teacher else None, images, ids, mask,
-                                  train_config, weights, colour_free=colour_free, targets=targets,
-                                  progress=progress, evaluate=evaluate, eval_every=eval_every)
-        return student.cpu().eval(), history
+        history = distill_model(student, teacher, train_config, weights, progress=progress, eval_every=eval_every)
+        return student, history
 
     name = "student-distilled" if uses_teacher else "student-scratch"
     return cached_model(name, config, train_config, train, extra=extra, cache_dir=cache_dir, retrain=retrain)
