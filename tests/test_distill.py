@@ -156,3 +156,25 @@ def test_distillation_trainer_runs_and_uses_the_teacher():
         train_distilled(student, None, images, ids, mask, tc, DistillConfig(), progress=False)
     with pytest.raises(ValueError):
         DistillConfig(clip=0, affinity=0, feature=0)
+
+
+def test_cached_model_trains_once_per_recipe(tmp_path):
+    from clipcourse.pretrained import cached_model
+    from clipcourse.train import History
+
+    cfg = MiniCLIPConfig(vocab_size=256, context_length=8, embed_dim=8, image_width=4, text_width=8, text_layers=1)
+    tc = TrainConfig(steps=1, batch_size=2, n_train=4)
+    calls = []
+
+    def train(tokenizer):
+        calls.append(1)
+        torch.manual_seed(len(calls))
+        return MiniCLIP(cfg).eval(), History(loss=[1.0], logit_scale=[14.0], lr=[0.1], evals=[{"step": 1, "a": 0.5}])
+
+    first = cached_model("toy", cfg, tc, train, extra={"recipe": 1}, cache_dir=tmp_path)
+    again = cached_model("toy", cfg, tc, train, extra={"recipe": 1}, cache_dir=tmp_path)
+    other = cached_model("toy", cfg, tc, train, extra={"recipe": 2}, cache_dir=tmp_path)
+    assert len(calls) == 2 and not first.from_cache and again.from_cache and not other.from_cache
+    assert again.history.evals == [{"step": 1, "a": 0.5}]
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+    assert first.path != other.path and first.path.name.startswith("toy-")
