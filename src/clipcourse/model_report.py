@@ -112,7 +112,7 @@ def model_report(
     }
     for b in batch_sizes:
         batch = images[:b].to(device)
-        stats = measure_latency(lambda: model.encode_image(batch), batch_size=b, warmup=warmup,
+        stats = measure_latency(lambda batch=batch: model.encode_image(batch), batch_size=b, warmup=warmup,
                                 repeats=repeats, device=device, max_seconds=max_seconds)
         row[f"p50_ms_b{b}"] = stats.p50_ms
         row[f"p95_ms_b{b}"] = stats.p95_ms

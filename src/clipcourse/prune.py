@@ -64,7 +64,7 @@ def _prune_cnn(encoder: nn.Module, projection: nn.Linear, amount: float) -> nn.L
     """Remove GroupNorm groups of channels from every conv block; returns the new projection."""
     blocks = _conv_blocks(encoder.features)
     keep_in = None
-    for i, block in enumerate(blocks):
+    for block in blocks:
         conv, norm = block[0], block[1]
         if keep_in is not None:  # this conv's inputs lost the previous block's channels
             new = nn.Conv2d(len(keep_in), conv.out_channels, conv.kernel_size, padding=conv.padding, bias=False)
