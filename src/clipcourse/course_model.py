@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,15 @@ from clipcourse.models import MiniCLIP, MiniCLIPConfig
 from clipcourse.text import load_tokenizer, shapes_tokenizer, tokenize
 from clipcourse.train import History, TrainConfig, load_checkpoint, save_checkpoint, train_clip
 
-__all__ = ["TrainedMiniCLIP", "cache_key", "default_cache_dir", "mini_clip", "train_shapes_clip", "training_data"]
+__all__ = [
+    "TrainedMiniCLIP",
+    "cache_key",
+    "cached_model",
+    "default_cache_dir",
+    "mini_clip",
+    "train_shapes_clip",
+    "training_data",
+]
 
 _MODEL_FILE = "model.pt"
 _META_FILE = "meta.json"
@@ -77,8 +86,14 @@ def _vocab_digest(tokenizer: PreTrainedTokenizerFast) -> str:
     return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()[:16]
 
 
-def cache_key(config: MiniCLIPConfig, train_config: TrainConfig, tokenizer: PreTrainedTokenizerFast) -> str:
-    """Hash of everything that determines the trained weights (and the library version)."""
+def cache_key(
+    config: MiniCLIPConfig, train_config: TrainConfig, tokenizer: PreTrainedTokenizerFast, extra: dict | None = None
+) -> str:
+    """Hash of everything that determines the trained weights (and the library version).
+
+    ``extra`` (JSON-able) holds whatever else a training recipe depends on, for instance
+    a distilled student's teacher and loss weights; None keeps the chapter-2 keys unchanged.
+    """
     payload = {
         "model": config.to_dict(),
         "train": train_config.to_dict(),
@@ -86,6 +101,8 @@ def cache_key(config: MiniCLIPConfig, train_config: TrainConfig, tokenizer: PreT
         "version": __version__,
         "torch": torch.__version__.split("+")[0],
     }
+    if extra is not None:
+        payload["extra"] = extra
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -153,7 +170,10 @@ def _load(folder: Path, key: str) -> tuple[MiniCLIP, History, PreTrainedTokenize
     return model, history, tokenizer
 
 
-def _save(folder: Path, key: str, model: MiniCLIP, history: History, tokenizer, train_config: TrainConfig) -> None:
+def _save(
+    folder: Path, key: str, model: MiniCLIP, history: History, tokenizer, train_config: TrainConfig,
+    extra: dict | None = None,
+) -> None:
     """Write to a temporary folder, then rename: readers never see a half-written entry."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
@@ -166,6 +186,7 @@ def _save(folder: Path, key: str, model: MiniCLIP, history: History, tokenizer, 
             "sha256": _sha256(tmp / _MODEL_FILE),
             "config": model.config.to_dict(),
             "train_config": train_config.to_dict(),
+            "extra": extra,
         }
         (tmp / _META_FILE).write_text(json.dumps(meta, indent=2))
         if folder.exists():
@@ -178,6 +199,51 @@ def _save(folder: Path, key: str, model: MiniCLIP, history: History, tokenizer, 
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_model(
+    name: str,
+    config: MiniCLIPConfig,
+    train_config: TrainConfig,
+    train: Callable[[PreTrainedTokenizerFast], tuple[MiniCLIP, History]],
+    *,
+    extra: dict | None = None,
+    cache_dir: str | Path | None = None,
+    retrain: bool = False,
+) -> TrainedMiniCLIP:
+    """Any MiniCLIP recipe, trained once and cached: ``train(tokenizer)`` runs only on a cache miss.
+
+    The cache folder is ``<cache>/<name>-<key>``, the key hashing ``config``,
+    ``train_config``, ``extra`` (whatever else the recipe depends on), the tokenizer
+    and the library version. Corrupt entries are retrained and an unwritable cache
+    is skipped, with a warning, exactly as for :func:`mini_clip`.
+    """
+    tokenizer = shapes_tokenizer()
+    key = cache_key(config, train_config, tokenizer, extra)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = root / f"{name}-{key}"
+
+    if not retrain and folder.exists():
+        try:
+            model, history, cached_tokenizer = _load(folder, key)
+            return TrainedMiniCLIP(
+                model, cached_tokenizer, history, config, train_config, train_config.world_seed, True, folder
+            )
+        except Exception as exc:  # corrupt, truncated, stale, unpicklable: never crash a lesson
+            warnings.warn(f"ignoring the cached {name} in {folder} ({exc}); retraining it", stacklevel=3)
+
+    model, history = train(tokenizer)
+    try:
+        _save(folder, key, model, history, tokenizer, train_config, extra)
+        saved: Path | None = folder
+    except OSError as exc:
+        warnings.warn(
+            f"could not write the {name} cache in {root} ({exc}); the trained model is kept in memory only. "
+            "Set CLIPCOURSE_CACHE to a writable folder to train it once for all chapters.",
+            stacklevel=3,
+        )
+        saved = None
+    return TrainedMiniCLIP(model, tokenizer, history, config, train_config, train_config.world_seed, False, saved)
 
 
 def mini_clip(
@@ -197,29 +263,8 @@ def mini_clip(
     """
     config = config or MiniCLIPConfig()
     train_config = train_config or TrainConfig()
-    tokenizer = shapes_tokenizer()
-    key = cache_key(config, train_config, tokenizer)
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    folder = root / f"mini_clip-{key}"
-
-    if not retrain and folder.exists():
-        try:
-            model, history, cached_tokenizer = _load(folder, key)
-            return TrainedMiniCLIP(
-                model, cached_tokenizer, history, config, train_config, train_config.world_seed, True, folder
-            )
-        except Exception as exc:  # corrupt, truncated, stale, unpicklable: never crash a lesson
-            warnings.warn(f"ignoring the cached MiniCLIP in {folder} ({exc}); retraining it", stacklevel=2)
-
-    model, history = train_shapes_clip(config, train_config, tokenizer, progress=progress, device=device)
-    try:
-        _save(folder, key, model, history, tokenizer, train_config)
-        saved: Path | None = folder
-    except OSError as exc:
-        warnings.warn(
-            f"could not write the MiniCLIP cache in {root} ({exc}); the trained model is kept in memory only. "
-            "Set CLIPCOURSE_CACHE to a writable folder to train it once for all chapters.",
-            stacklevel=2,
-        )
-        saved = None
-    return TrainedMiniCLIP(model, tokenizer, history, config, train_config, train_config.world_seed, False, saved)
+    return cached_model(
+        "mini_clip", config, train_config,
+        lambda tokenizer: train_shapes_clip(config, train_config, tokenizer, progress=progress, device=device),
+        cache_dir=cache_dir, retrain=retrain,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from clipcourse.clip import clamp_logit_scale_, clip_loss
 from clipcourse.device import cpu_threads, get_device, synchronize, torch_threads
 
 __all__ = [
+    "Batch",
     "History",
     "TrainConfig",
     "cosine_schedule",
@@ -34,6 +35,27 @@ __all__ = [
 ]
 
 
+@dataclass
+class Batch:
+    """One training batch as :func:`train_clip` draws it (what a custom ``loss_fn`` receives).
+
+    ``index`` and ``caption`` say which training images and which of their captions the
+    batch holds, so a loss can look up data per pair: chapter 4's cached teacher
+    embeddings, chapter 7's hard-negative captions.
+    """
+
+    images: torch.Tensor  #: float ``[B, 3, H, W]`` (some possibly turned grey)
+    input_ids: torch.Tensor  #: ``[B, T]``, all-padding columns dropped
+    attention_mask: torch.Tensor  #: ``[B, T]``
+    index: torch.Tensor  #: ``[B]`` rows of the training images (CPU)
+    caption: torch.Tensor  #: ``[B]`` which of the K captions each image got (CPU)
+    grey: torch.Tensor | None  #: ``[B]`` bool, which images were turned grey (None: none were)
+
+
+#: A loss for :func:`train_clip` to use instead of CLIP's: ``(model, batch) -> scalar``.
+BatchLoss = Callable[[nn.Module, Batch], torch.Tensor]
+
+
 def train_step(
     model: nn.Module,
     images: torch.Tensor,
@@ -42,6 +64,7 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     *,
     scaler: torch.amp.GradScaler | None = None,
+    loss_fn: Callable[[nn.Module], torch.Tensor] | None = None,
 ) -> float:
     """One optimisation step of CLIP on a batch of pairs; returns the loss as a float.
 
@@ -53,12 +76,18 @@ def train_step(
     ``scaler`` (an enabled ``GradScaler``, on CUDA) runs the forward pass in float16
     autocast and scales the loss so small gradients do not underflow; without it
     (the default, and always on a CPU) the step is plain float32.
+
+    ``loss_fn(model)`` replaces CLIP's loss on the batch (chapter 4's distillation,
+    chapter 7's hard negatives); the order of the step stays the same.
     """
     amp = scaler is not None and scaler.is_enabled()
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=amp):
-        logits_per_image, _ = model(images, input_ids, attention_mask)
-        loss = clip_loss(logits_per_image.float() if amp else logits_per_image)
+        if loss_fn is None:
+            logits_per_image, _ = model(images, input_ids, attention_mask)
+            loss = clip_loss(logits_per_image.float() if amp else logits_per_image)
+        else:
+            loss = loss_fn(model).float()
     if amp:
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -116,6 +145,8 @@ class History:
     train_s: float = 0.0  #: wall-clock seconds of the loop
     device: str = "cpu"
     threads: int = 0  #: CPU threads used (0: not recorded)
+    #: What ``train_clip``'s ``evaluate`` returned during training: ``{"step": s, **results}`` rows.
+    evals: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -200,8 +231,8 @@ def _draw_batch(
     generator: torch.Generator,
     grayscale_p: float,
     free: tuple[torch.Tensor, torch.Tensor] | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Images ``idx`` with one random caption each: ``(images [B, 3, H, W], ids [B, T'], mask [B, T'])``.
+) -> Batch:
+    """Images ``idx`` with one random caption each (ids and mask ``[B, T']``).
 
     With ``free`` (count and sampling weights of each image's colour-free captions), an
     image is shown in grey with one of its colour-free captions with chance ``grayscale_p``.
@@ -210,6 +241,7 @@ def _draw_batch(
     device = images.device
     caption = torch.randint(input_ids.shape[1], (len(idx),), generator=generator)
     batch_images = images[idx.to(device)]
+    to_grey = None
     if free is not None:
         free_count, free_weights = free
         to_grey = (torch.rand(len(idx), generator=generator) < grayscale_p) & (free_count[idx] > 0)
@@ -220,7 +252,7 @@ def _draw_batch(
     ids = input_ids[idx.to(device), caption.to(device)]
     mask = attention_mask[idx.to(device), caption.to(device)]
     width = max(int(mask.sum(1).max()), 1)
-    return batch_images, ids[:, :width], mask[:, :width]
+    return Batch(batch_images, ids[:, :width], mask[:, :width], idx, caption, to_grey)
 
 
 def train_clip(
@@ -233,6 +265,10 @@ def train_clip(
     colour_free: torch.Tensor | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    loss_fn: BatchLoss | None = None,
+    desc: str = "training MiniCLIP",
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    eval_every: int = 0,
 ) -> History:
     """Train ``model`` in place on ``images`` with several captions each; returns the history.
 
@@ -244,6 +280,12 @@ def train_clip(
     ``colour_free`` (bool ``[N, K]``, optional) marks captions that name no colour; with
     ``config.grayscale_p > 0`` such a caption is sometimes paired with a grey version of
     its image, so shape features cannot lean on colour.
+
+    ``loss_fn(model, batch)`` replaces the CLIP loss (see :class:`Batch`); the sampling,
+    optimiser, schedule and temperature clamp stay exactly chapter 2's. Pass an already
+    trained model to fine-tune it. ``evaluate(model)`` (in eval mode, without gradients)
+    runs every ``eval_every`` steps and after the last; its results go to
+    ``History.evals`` and its time is not counted in ``History.train_s``.
     """
     from clipcourse.progress import tqdm
 
@@ -270,15 +312,26 @@ def train_clip(
     history = History(device=str(device), threads=threads if device.type == "cpu" else 0)
     batches = shuffled_batches(n, config.batch_size, generator)
     start = time.perf_counter()
-    bar = tqdm(range(config.steps), desc="training MiniCLIP", disable=not progress, mininterval=0.5)
+    bar = tqdm(range(config.steps), desc=desc, disable=not progress, mininterval=0.5)
     with torch_threads(threads):
         for _ in bar:
             idx = next(batches)
             batch = _draw_batch(images, input_ids, attention_mask, idx, generator, config.grayscale_p, free)
             history.lr.append(optimizer.param_groups[0]["lr"])
-            history.loss.append(train_step(model, *batch, optimizer, scaler=scaler))
+            custom = None if loss_fn is None else (lambda m, b=batch: loss_fn(m, b))
+            history.loss.append(
+                train_step(model, batch.images, batch.input_ids, batch.attention_mask, optimizer,
+                           scaler=scaler, loss_fn=custom)
+            )  # fmt: skip
             scheduler.step()
             history.scale.append(float(model.logit_scale.detach().exp()))
+            if evaluate is not None and eval_every > 0 and (len(history) % eval_every == 0 or len(history) == config.steps):
+                paused = time.perf_counter()
+                model.eval()
+                with torch.no_grad():
+                    history.evals.append({"step": len(history), **evaluate(model)})
+                model.train()
+                start += time.perf_counter() - paused
             if progress and len(history) % 10 == 0:
                 bar.set_postfix(loss=f"{history.loss[-1]:.3f}", scale=f"{history.scale[-1]:.1f}")
     synchronize(device)
