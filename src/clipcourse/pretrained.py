@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,15 @@ from clipcourse.models import MiniCLIP, MiniCLIPConfig
 from clipcourse.text import load_tokenizer, shapes_tokenizer, tokenize
 from clipcourse.train import History, TrainConfig, load_checkpoint, save_checkpoint, train_clip
 
-__all__ = ["PretrainedMiniCLIP", "cache_key", "default_cache_dir", "mini_clip", "train_shapes_clip", "training_data"]
+__all__ = [
+    "PretrainedMiniCLIP",
+    "cache_key",
+    "default_cache_dir",
+    "load_or_train",
+    "mini_clip",
+    "train_shapes_clip",
+    "training_data",
+]
 
 _MODEL_FILE = "model.pt"
 _META_FILE = "meta.json"
@@ -154,7 +163,7 @@ def _load(folder: Path, key: str) -> tuple[MiniCLIP, History, PreTrainedTokenize
     return model, history, tokenizer
 
 
-def _save(folder: Path, key: str, model: MiniCLIP, history: History, tokenizer, train_config: TrainConfig) -> None:
+def _save(folder: Path, key: str, model: MiniCLIP, history: History, tokenizer, train_config) -> None:
     """Write to a temporary folder, then rename: readers never see a half-written entry."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
@@ -200,27 +209,52 @@ def mini_clip(
     train_config = train_config or TrainConfig()
     tokenizer = shapes_tokenizer()
     key = cache_key(config, train_config, tokenizer)
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    folder = root / f"mini_clip-{key}"
+    model, history, tokenizer, from_cache, folder = load_or_train(
+        "mini_clip", key,
+        lambda: train_shapes_clip(config, train_config, tokenizer, progress=progress, device=device),
+        tokenizer, train_config, cache_dir=cache_dir, retrain=retrain,
+    )  # fmt: skip
+    return PretrainedMiniCLIP(
+        model, tokenizer, history, config, train_config, train_config.world_seed, from_cache, folder
+    )
 
+
+def load_or_train(
+    prefix: str,
+    key: str,
+    train: Callable[[], tuple[MiniCLIP, History]],
+    tokenizer: PreTrainedTokenizerFast,
+    train_config,
+    *,
+    cache_dir: str | Path | None = None,
+    retrain: bool = False,
+) -> tuple[MiniCLIP, History, PreTrainedTokenizerFast, bool, Path | None]:
+    """Load the cache entry ``<prefix>-<key>``, or call ``train()`` and cache what it returns.
+
+    The cache helper every trained course model goes through (chapter 7's fine-tuned
+    models too): ``key`` must hash everything that determines the weights;
+    ``train_config`` (anything with ``to_dict()``) is recorded in the entry's metadata.
+    Returns ``(model, history, tokenizer, from_cache, folder)``; ``folder`` is None when
+    the cache could not be written (the model is then kept in memory only).
+    """
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = root / f"{prefix}-{key}"
     if not retrain and folder.exists():
         try:
             model, history, cached_tokenizer = _load(folder, key)
-            return PretrainedMiniCLIP(
-                model, cached_tokenizer, history, config, train_config, train_config.world_seed, True, folder
-            )
+            return model, history, cached_tokenizer, True, folder
         except Exception as exc:  # corrupt, truncated, stale, unpicklable: never crash a lesson
-            warnings.warn(f"ignoring the cached MiniCLIP in {folder} ({exc}); retraining it", stacklevel=2)
+            warnings.warn(f"ignoring the cached model in {folder} ({exc}); retraining it", stacklevel=3)
 
-    model, history = train_shapes_clip(config, train_config, tokenizer, progress=progress, device=device)
+    model, history = train()
     try:
         _save(folder, key, model, history, tokenizer, train_config)
         saved: Path | None = folder
     except OSError as exc:
         warnings.warn(
-            f"could not write the MiniCLIP cache in {root} ({exc}); the trained model is kept in memory only. "
+            f"could not write the model cache in {root} ({exc}); the trained model is kept in memory only. "
             "Set CLIPCOURSE_CACHE to a writable folder to train it once for all chapters.",
-            stacklevel=2,
+            stacklevel=3,
         )
         saved = None
-    return PretrainedMiniCLIP(model, tokenizer, history, config, train_config, train_config.world_seed, False, saved)
+    return model, history, tokenizer, False, saved

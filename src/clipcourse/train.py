@@ -13,6 +13,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 from clipcourse.clip import MAX_LOGIT_SCALE, clip_loss
 
 __all__ = [
+    "BatchLoss",
     "History",
     "TrainConfig",
     "cosine_schedule",
@@ -30,6 +32,15 @@ __all__ = [
     "save_checkpoint",
     "train_clip",
     "train_step",
+]
+
+
+#: A training-loss hook: ``(model, images [B, 3, H, W], input_ids [B, T], attention_mask [B, T],
+#: image_index [B], caption_index [B]) -> scalar loss``. The indices say which training images and
+#: which of their captions the batch holds, so a hook can look up extra data per pair (chapter 7's
+#: hard negative captions). ``None`` means CLIP's symmetric loss on ``model(images, ...)``.
+BatchLoss = Callable[
+    [nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
 ]
 
 
@@ -183,6 +194,7 @@ def train_clip(
     colour_free: torch.Tensor | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    batch_loss: BatchLoss | None = None,
 ) -> History:
     """Train ``model`` in place on ``images`` with several captions each; returns the history.
 
@@ -194,6 +206,10 @@ def train_clip(
     ``colour_free`` (bool ``[N, K]``, optional) marks captions that name no colour; with
     ``config.grayscale_p > 0`` such a caption is sometimes paired with a grey version of
     its image, so shape features cannot lean on colour.
+
+    ``batch_loss`` (optional) replaces the loss of a batch (see :data:`BatchLoss`); everything
+    else (sampling, schedule, clamp, mixed precision) stays the same. Pass an already trained
+    model to fine-tune it.
     """
     from tqdm.auto import tqdm
 
@@ -259,8 +275,11 @@ def train_clip(
             lr = optimizer.param_groups[0]["lr"]
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits_per_image, _ = model(batch_images, ids, mask)
-                loss = clip_loss(logits_per_image.float())
+                if batch_loss is None:
+                    logits_per_image, _ = model(batch_images, ids, mask)
+                    loss = clip_loss(logits_per_image.float())
+                else:
+                    loss = batch_loss(model, batch_images, ids, mask, idx, caption).float()
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
