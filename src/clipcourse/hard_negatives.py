@@ -110,11 +110,14 @@ def hard_negative(caption: str, rng: np.random.Generator | int | None = None) ->
     colours = [m.group() for m in _WORD.finditer(caption) if m.group() in COLOUR_WORDS]
     if len(colours) >= 2 and _meaning(colours[0], "colour") != _meaning(colours[1], "colour"):
         return swap_colours(caption, COLOUR_WORDS)
-    for attribute, words in (("colour", COLOUR_WORDS), ("shape", SHAPE_WORDS)):
-        hit = next((m.group() for m in _WORD.finditer(caption) if m.group() in words), None)
+    for attribute in ("colour", "shape"):
+        # Longest phrases first, so "plus sign" is found as one shape.
+        phrases = sorted((w for ws in SYNONYMS[attribute].values() for w in ws), key=len, reverse=True)
+        hit = re.search(r"\b(" + "|".join(map(re.escape, phrases)) + r")\b", caption)
         if hit is not None:
-            others = [v for v in SYNONYMS[attribute] if v != _meaning(hit, attribute)]
-            return replace_word(caption, {hit, *others}, rng)
+            others = [v for v in SYNONYMS[attribute] if v != _meaning(hit.group(), attribute)]
+            new = others[int(rng.integers(len(others)))]
+            return caption[: hit.start()] + new + caption[hit.end() :]
     return caption
 
 
