@@ -39,17 +39,18 @@ __all__ = [
 class BindingConfig:
     """How the chapter-2 model is fine-tuned for binding; part of the cache key."""
 
-    steps: int = 250
+    steps: int = 800
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 2e-3
     warmup_steps: int = 20
-    n_single: int = 2000  #: single-object training images (seen combinations)
-    n_scenes: int = 2000  #: two-object training scenes (seen combinations)
+    n_single: int = 1000  #: single-object training images (seen combinations)
+    n_scenes: int = 3000  #: two-object training scenes (seen combinations)
     hard_negatives: bool = True  #: False: the same data and steps with CLIP's loss (the control)
     grayscale_p: float = 0.5  #: as in chapter 2, keeps shape features colour-blind
     seed: int = 0
     world_seed: int = 0
     num_threads: int = 2
+    eval_every: int = 50  #: record binding on 200 held-out scenes every this many steps (0: never)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "num_threads"):
@@ -104,6 +105,46 @@ def _key(base: PretrainedMiniCLIP, config: BindingConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _probe_scenes(base: PretrainedMiniCLIP, n: int = 200):
+    """Held-out scenes (seed offset 2: neither the training scenes nor the test scenes) for the curve."""
+    from clipcourse.data import ShapesWorld
+
+    scenes = ShapesWorld(seed=0).scene_split(n, n_objects=2, seed_offset=2)
+    pairs = [([o.colour for o in objs], [o.shape for o in objs]) for objs in scenes.attributes]
+    return scenes.float_images(), pairs
+
+
+@torch.no_grad()
+def _binding_of(model, base: PretrainedMiniCLIP, probe) -> float:
+    from clipcourse.zeroshot import attribute_binding_accuracy
+
+    images, pairs = probe
+    device = next(model.parameters()).device
+    wrapped = PretrainedMiniCLIP(model, base.tokenizer, base.history, base.config, base.train_config, 0, False)
+    features = model.encode_image(images.to(device)).float().cpu()
+    return attribute_binding_accuracy(features, lambda t: wrapped.encode_text(t).cpu(), pairs)["true_wins"]
+
+
+def _evaluating(hook, curve: list, base: PretrainedMiniCLIP, every: int):
+    """Wrap a batch-loss hook (None: CLIP's loss) so binding is recorded every ``every`` steps."""
+    from clipcourse.clip import clip_loss
+
+    if not every:
+        return hook
+    probe = _probe_scenes(base)
+
+    def loss(model, images, input_ids, attention_mask, image_index, caption_index):
+        if len(curve) * every <= curve_step[0]:
+            curve.append([curve_step[0], _binding_of(model, base, probe)])
+        curve_step[0] += 1
+        if hook is not None:
+            return hook(model, images, input_ids, attention_mask, image_index, caption_index)
+        return clip_loss(model(images, input_ids, attention_mask)[0].float())
+
+    curve_step = [0]
+    return loss
+
+
 def fine_tune_binding(
     config: BindingConfig | None = None,
     base: PretrainedMiniCLIP | None = None,
@@ -130,11 +171,16 @@ def fine_tune_binding(
         if config.hard_negatives:
             hook = negclip_batch_loss(*hard_negative_tokens(texts, base.tokenizer, base.config.context_length, config.seed))
         model = copy.deepcopy(base.model)
+        curve: list[list[float]] = []
         history = train_clip(
             model, images, ids, mask, config.train_config(), colour_free=free,
-            device=device, progress=progress, batch_loss=hook,
+            device=device, progress=progress, batch_loss=_evaluating(hook, curve, base, config.eval_every),
         )  # fmt: skip
-        return model.cpu().eval(), history
+        model.cpu().eval()
+        if config.eval_every:
+            curve.append([config.steps, _binding_of(model, base, _probe_scenes(base))])
+            history.metrics["binding"] = curve
+        return model, history
 
     prefix = "binding" if config.hard_negatives else "scenes"
     model, history, tokenizer, from_cache, folder = load_or_train(

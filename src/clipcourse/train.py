@@ -113,6 +113,8 @@ class History:
     train_s: float = 0.0  #: wall-clock seconds of the loop
     device: str = "cpu"
     threads: int = 0  #: CPU threads used (0: not recorded)
+    #: Evaluations made during training by a hook: name -> [[step, value], ...] (chapter 7's binding curve).
+    metrics: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
