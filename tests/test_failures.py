@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from clipcourse import adversarial, class_metrics, hard_negatives, privacy, saliency
 from clipcourse.clip import clip_logits, clip_loss
-from clipcourse.data import ShapesWorld
+from clipcourse.data import ALL_CLASSES, ShapesWorld
 from clipcourse.data import variants
 from clipcourse.hard_negatives import COLOUR_WORDS, hard_negative, negclip_loss, swap_colours
 from clipcourse.models import MiniCLIP, MiniCLIPConfig
@@ -153,7 +153,9 @@ def test_sketch_and_texture_change_only_what_they_say():
 
 def test_synonym_and_vague_names():
     assert variants.synonym_names([("red", "circle")]) == ["scarlet disc"]
-    assert variants.vague_names([("blue", "square")]) == ["bluish boxy thing"]
+    assert variants.vague_names([("blue", "square")]) == ["bluish boxy one"]
+    assert variants.rewrite_vague("a bluish boxy one") == "a blue square"
+    assert all(variants.rewrite_vague(v) == f"{c} {s}" for v, (c, s) in zip(variants.vague_names(), ALL_CLASSES))
 
 
 # -- adversarial, privacy, per-class accuracy, saliency ----------------------------------------
@@ -208,3 +210,30 @@ def test_occlusion_map_finds_the_object():
     assert red[4:12, 4:12].mean() > 0 and red[4:12, 4:12].mean() > red[20:, 20:].abs().mean()
     with pytest.raises(ValueError):
         saliency.occlusion_map(encode_image, encode_text, image[None], "red")
+
+
+# -- failure rows, on a tiny untrained model (shape of the result, not its value) ------------------
+@pytest.fixture(scope="module")
+def tiny_clip():
+    from clipcourse.pretrained import PretrainedMiniCLIP
+    from clipcourse.text import shapes_tokenizer
+    from clipcourse.train import History
+
+    tokenizer = shapes_tokenizer()
+    config = MiniCLIPConfig(vocab_size=len(tokenizer), embed_dim=8, image_width=4, text_width=8, text_layers=1)
+    torch.manual_seed(0)
+    return PretrainedMiniCLIP(MiniCLIP(config).eval(), tokenizer, History(), config, TrainConfig(), 0, False)
+
+
+def test_failure_rows_are_well_formed(tiny_clip):
+    from clipcourse import failures
+
+    rows = [
+        failures.bias_row(tiny_clip, n=200),
+        failures.adversarial_row(tiny_clip, n=20, steps=2),
+        failures.privacy_row(tiny_clip, n=50),
+    ]
+    for row in rows:
+        assert {"challenge", "metric", "before", "after", "remedy"} <= set(row)
+        assert 0.0 <= row["before"] <= 1.0 and 0.0 <= row["after"] <= 1.0
+    assert rows[1]["before"] <= rows[1]["clean"] + 1e-6  # an attack never helps

@@ -42,6 +42,7 @@ __all__ = [
     "foreground_mask",
     "long_tail_counts",
     "long_tail_split",
+    "rewrite_vague",
     "sketch",
     "spurious_split",
     "synonym_names",
@@ -179,11 +180,18 @@ def synonym_names(classes: Sequence[tuple[str, str]] = ALL_CLASSES, which: int =
 VAGUE: dict[str, str] = {
     "red": "reddish", "green": "greenish", "blue": "bluish", "yellow": "yellowish",
     "purple": "purplish", "orange": "orangey",
-    "circle": "round thing", "square": "boxy thing", "triangle": "pointy thing",
-    "diamond": "slanted thing", "cross": "plus-shaped thing",
+    "circle": "round one", "square": "boxy one", "triangle": "pointy one",
+    "diamond": "slanted one", "cross": "plus one",
 }  # fmt: skip
 
 
+def rewrite_vague(query: str) -> str:
+    """Replace every vague word of :data:`VAGUE` in ``query`` by its canonical word (a tiny thesaurus)."""
+    for word, vague in sorted(VAGUE.items(), key=lambda kv: -len(kv[1])):
+        query = query.replace(vague, word)
+    return query
+
+
 def vague_names(classes: Sequence[tuple[str, str]] = ALL_CLASSES) -> list[str]:
-    """Class names in vague words the captions never use ("reddish round thing")."""
+    """Class names in vague words the captions never use ("reddish round one")."""
     return [f"{VAGUE[c]} {VAGUE[s]}" for c, s in classes]
