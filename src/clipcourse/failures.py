@@ -187,8 +187,7 @@ def adversarial_row(clip, world_seed: int = 0, eps: float = 2 / 255, steps: int 
     from clipcourse import adversarial
 
     model = getattr(clip, "model", clip)
-    test = world_split = ShapesWorld(seed=world_seed).split("test_unseen", n=n)
-    del world_split
+    test = ShapesWorld(seed=world_seed).split("test_unseen", n=n)
     images, labels = test.float_images(), test.labels()
     weights = _class_weights(clip, [class_name(c, s) for c, s in ALL_CLASSES])
     was_training = model.training
