@@ -12,8 +12,7 @@ import torch.nn.functional as F
 
 from clipcourse import adversarial, class_metrics, hard_negatives, privacy, saliency
 from clipcourse.clip import clip_logits, clip_loss
-from clipcourse.data import ALL_CLASSES, ShapesWorld
-from clipcourse.data import variants
+from clipcourse.data import ALL_CLASSES, ShapesWorld, variants
 from clipcourse.hard_negatives import COLOUR_WORDS, hard_negative, negclip_loss, swap_colours
 from clipcourse.models import MiniCLIP, MiniCLIPConfig
 from clipcourse.train import TrainConfig, train_clip

@@ -22,6 +22,7 @@ import torch
 
 from clipcourse import __version__
 from clipcourse.hard_negatives import hard_negative_tokens, negclip_batch_loss
+from clipcourse.models import MiniCLIP
 from clipcourse.pretrained import PretrainedMiniCLIP, _vocab_digest, load_or_train, mini_clip
 from clipcourse.text import tokenize
 from clipcourse.train import History, TrainConfig, train_clip
@@ -50,6 +51,7 @@ class BindingConfig:
     seed: int = 0
     world_seed: int = 0
     num_threads: int = 2
+    from_scratch: bool = False  #: True: train a fresh MiniCLIP (same architecture) instead of fine-tuning
     eval_every: int = 50  #: record binding on 200 held-out scenes every this many steps (0: never)
 
     def __post_init__(self) -> None:
@@ -170,7 +172,11 @@ def fine_tune_binding(
         hook = None
         if config.hard_negatives:
             hook = negclip_batch_loss(*hard_negative_tokens(texts, base.tokenizer, base.config.context_length, config.seed))
-        model = copy.deepcopy(base.model)
+        if config.from_scratch:
+            torch.manual_seed(config.seed)
+            model = MiniCLIP(base.config)
+        else:
+            model = copy.deepcopy(base.model)
         curve: list[list[float]] = []
         history = train_clip(
             model, images, ids, mask, config.train_config(), colour_free=free,

@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from clipcourse.class_metrics import balanced_accuracy, logit_adjust, per_class_accuracy
-from clipcourse.data import ALL_CLASSES, SHAPES, SYNONYMS, ShapesWorld, class_name
-from clipcourse.data import variants
+from clipcourse.data import ALL_CLASSES, SHAPES, SYNONYMS, ShapesWorld, class_name, variants
 
 __all__ = [
     "adversarial_row",
