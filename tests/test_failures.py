@@ -236,3 +236,18 @@ def test_failure_rows_are_well_formed(tiny_clip):
         assert {"challenge", "metric", "before", "after", "remedy"} <= set(row)
         assert 0.0 <= row["before"] <= 1.0 and 0.0 <= row["after"] <= 1.0
     assert rows[1]["before"] <= rows[1]["clean"] + 1e-6  # an attack never helps
+
+
+def test_region_masks_and_assignment():
+    from clipcourse import regions
+
+    images = torch.rand(2, 3, 32, 32)
+    views = regions.region_masks(images)
+    assert views.shape == (2, 5, 3, 32, 32)
+    assert torch.equal(views[:, 0, :, 2:14, 2:14], images[:, :, 2:14, 2:14])  # inside the top-left region
+    assert not torch.equal(views[:, 0, :, 20:, 20:], images[:, :, 20:, 20:])  # outside it: filled
+    r = F.normalize(torch.eye(3)[None].repeat(1, 1, 1), dim=-1)  # 3 regions, each its own axis
+    p = torch.tensor([[[0.0, 1.0, 0.0], [0.0, 0.9, 0.1]]])  # both phrases prefer region 1
+    torch.testing.assert_close(regions.assignment_scores(r, p), torch.tensor([1.1]))  # distinct regions: 1 + 0.1
+    with pytest.raises(ValueError):
+        regions.assignment_scores(r, torch.zeros(1, 4, 3))
