@@ -179,9 +179,9 @@ def synonym_names(classes: Sequence[tuple[str, str]] = ALL_CLASSES, which: int =
 #: Vaguer words for each colour and shape: what a person might type, and not what captions say.
 VAGUE: dict[str, str] = {
     "red": "reddish", "green": "greenish", "blue": "bluish", "yellow": "yellowish",
-    "purple": "purplish", "orange": "orangey",
+    "purple": "mauve", "orange": "orangey",
     "circle": "round one", "square": "boxy one", "triangle": "pointy one",
-    "diamond": "slanted one", "cross": "plus one",
+    "diamond": "tilted one", "cross": "plus one",
 }  # fmt: skip
 
 
