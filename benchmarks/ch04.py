@@ -25,13 +25,13 @@ import time
 
 import torch
 
+from clipcourse.course_model import mini_clip
 from clipcourse.data import ShapesWorld
+from clipcourse.device import cpu_threads
 from clipcourse.distill import DistillConfig, distill_model, distilled_student
 from clipcourse.model_report import compression_card, model_report, unseen_evaluator
-from clipcourse.course_model import mini_clip
 from clipcourse.prune import mask_prune, prune_channels
 from clipcourse.quantize import dynamic_quantize, int8_backend, quantize_model_int8
-from clipcourse.device import cpu_threads
 from clipcourse.train import TrainConfig
 
 SCRATCH = DistillConfig(affinity=0.0, feature=0.0)

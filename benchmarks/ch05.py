@@ -35,7 +35,7 @@ import warnings
 
 import torch
 
-from clipcourse import evaluation, latency, metrics, course_model, robustness
+from clipcourse import course_model, evaluation, latency, metrics, robustness
 from clipcourse.data import ShapesWorld
 from clipcourse.reference_tools import ir_measures_metrics, torchmetrics_metrics
 from clipcourse.retrieval import encode_split

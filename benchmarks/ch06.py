@@ -25,11 +25,11 @@ import time
 import faiss
 import torch
 
+from clipcourse.course_model import mini_clip
 from clipcourse.data import ShapesWorld
 from clipcourse.gallery import shapes_gallery
 from clipcourse.index import IndexConfig, ShardedIndex, VectorIndex, faiss_threads
 from clipcourse.latency import percentile
-from clipcourse.course_model import mini_clip
 from clipcourse.search import SearchEngine, recall_vs_exact
 from clipcourse.tradeoff import batch_qps, cache_hit_rate, recall_qps_sweep, zipf_stream
 

@@ -23,9 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from clipcourse import __version__
-from clipcourse.encoding import encode_in_batches
-from clipcourse.index import IndexConfig, IndexFileError, IndexMismatchError, VectorIndex, faiss_threads
 from clipcourse.course_model import default_cache_dir
+from clipcourse.encoding import encode_in_batches
+from clipcourse.index import (
+    IndexConfig,
+    IndexFileError,
+    IndexMismatchError,
+    VectorIndex,
+    faiss_threads,
+)
 from clipcourse.search import encoder_fingerprint
 
 __all__ = ["Gallery", "caption_index", "gallery_index", "index_fingerprint", "shapes_gallery"]

@@ -83,9 +83,9 @@ def default_engine(
     ``index_path``: serve a folder written by :meth:`VectorIndex.save` instead of the cached index; it must
     have been built from this gallery and model (else :class:`~clipcourse.index.IndexMismatchError`).
     """
+    from clipcourse.course_model import mini_clip
     from clipcourse.gallery import caption_index, gallery_index, index_fingerprint, shapes_gallery
     from clipcourse.index import IndexConfig, VectorIndex
-    from clipcourse.course_model import mini_clip
 
     n = n or int(os.environ.get("CLIPCOURSE_SEARCH_N", "10000"))
     model = mini_clip(progress=False)

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from clipcourse.progress import tqdm
 
 from clipcourse.encoding import as_float_images
 from clipcourse.losses import nt_xent_loss
+from clipcourse.progress import tqdm
 from clipcourse.train import shuffled_batches
 
 __all__ = ["train_simclr"]
