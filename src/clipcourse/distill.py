@@ -38,6 +38,7 @@ __all__ = [
     "feature_distillation_loss",
     "inherit_weights",
     "kd_loss",
+    "lesson_student",
     "student_config",
     "teacher_targets",
     "train_distilled",
@@ -381,3 +382,13 @@ def distilled_student(
 
     name = "student-distilled" if uses_teacher else "student-scratch"
     return cached_model(name, config, train_config, train, extra=extra, cache_dir=cache_dir, retrain=retrain)
+
+
+def lesson_student(teacher=None, *, steps: int = 100, seed: int = 0, progress: bool = False):
+    """The distilled student of chapter 4's lesson (inherited weights, every loss), from the cache.
+
+    Chapter 6 plugs it into the search engine beside its teacher; the recipe is the
+    lesson's, so after the chapter 4 lesson has run this only loads it.
+    """
+    train_config = TrainConfig(steps=steps, warmup_steps=steps // 10, seed=seed)
+    return distilled_student(DistillConfig(inherit=True), train_config, teacher=teacher, eval_every=20, progress=progress)
