@@ -157,7 +157,7 @@ QUANT = [
        "scale = (weight.abs().max() / 127).expand(weight.shape[0], 1).clone()\n"
        "scale = torch.where(scale == 0, torch.ones_like(scale), scale)\n"
        "return torch.clamp(torch.round(weight / scale), -127, 127).to(torch.int8), scale"),
-    _q("truncation", "round to the nearest integer",
+    _q("truncation", "alone truncates toward zero",
        "scale = weight.abs().amax(dim=1, keepdim=True) / 127\n"
        "scale = torch.where(scale == 0, torch.ones_like(scale), scale)\n"
        "return torch.clamp(weight / scale, -127, 127).to(torch.int8), scale"),
@@ -176,7 +176,7 @@ QUANT = [
        "scale = weight.abs().amax(dim=1, keepdim=True) / 255\n"
        "scale = torch.where(scale == 0, torch.ones_like(scale), scale)\n"
        "return torch.clamp(torch.round(weight / scale), -127, 127).to(torch.int8), scale"),
-    _q("floor", "round to the nearest integer",
+    _q("floor", "with torch.round, not floor",
        "scale = weight.abs().amax(dim=1, keepdim=True) / 127\n"
        "scale = torch.where(scale == 0, torch.ones_like(scale), scale)\n"
        "return torch.clamp(torch.floor(weight / scale), -127, 127).to(torch.int8), scale"),

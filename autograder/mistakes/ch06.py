@@ -232,7 +232,7 @@ return torch.cat(outputs)
 {_CHECKS}
 return encode(items)
 """),
-    _e("batches_one_too_big", "at most batch_size items at a time", f"""
+    _e("batches_one_too_big", "slices of batch_size + 1", f"""
 {_CHECKS}
 step = batch_size + 1
 return torch.cat([encode(items[i:i + step]) for i in range(0, len(items), step)])

@@ -16,6 +16,7 @@ writes the JSON. Without torchrun it runs as one worker (all four agree triviall
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -229,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"encoder factor {row['encoder_grad_factor']:.3f} (cos {row['encoder_grad_cosine']:.3f})")
     finally:
         if dist.is_initialized():
+            with contextlib.suppress(RuntimeError):  # a peer that already failed
+                dist.barrier()  # leave together: gloo can abort a process whose peer tore down first
             dist.destroy_process_group()
     return 0
 
