@@ -2,7 +2,7 @@
 #   make book     build the book (every lesson executed, warnings as errors) into _build/html
 #   make test     run the whole test suite
 #   make release  regenerate notebooks/ (student versions) from solutions/ with nbgrader
-#   make grade SUBMISSIONS=path/to/submissions [OUT=_grading]   autograde, feedback HTML, grades CSV
+#   make grade SUBMISSIONS=path/to/submissions [ASSIGNMENT=chNN] [OUT=_grading]   autograde (sandboxed), feedback HTML, grades CSV
 #   make lab      open JupyterLab on the course
 
 PYTHON ?= python3
@@ -10,6 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.clipcourse-installed
 SUBMISSIONS ?=
+ASSIGNMENT ?=
 OUT ?= _grading
 # Threads per process: 2-core laptops and CI machines.
 export OMP_NUM_THREADS ?= 2
@@ -20,6 +21,10 @@ export PYDEVD_DISABLE_FILE_VALIDATION = 1
 setup: $(STAMP)
 
 $(STAMP): requirements-lock.txt pyproject.toml
+	@# grading runs student code in bubblewrap (system package); skipped when already installed
+	command -v bwrap >/dev/null || { if command -v apt-get >/dev/null; then \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && apt-get install -y -qq bubblewrap'; \
+	  else echo "install bubblewrap (bwrap) with your system's package manager: grading needs it"; fi; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-lock.txt
@@ -38,8 +43,8 @@ release: setup
 	$(BIN)/python -m autograder.course release
 
 grade: setup
-	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=folder [OUT=_grading]" && exit 2)
-	$(BIN)/python -m autograder.course grade "$(SUBMISSIONS)" --out "$(OUT)"
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=folder [ASSIGNMENT=chNN] [OUT=_grading]" && exit 2)
+	$(BIN)/python -m autograder.course grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=.
