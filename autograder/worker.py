@@ -332,6 +332,10 @@ def serve(listener: socket.socket) -> None:
 def main() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large file is an OSError, not a crash
     sys.stdin = open(os.devnull)
+    try:
+        import torch  # noqa: F401: loads while the trusted kernel starts, not during the set-up cell
+    except ImportError:
+        pass
     serve(socket.socket(fileno=int(os.environ.get("CLIPCOURSE_WORKER_FD", "3"))))
 
 
