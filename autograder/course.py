@@ -61,6 +61,8 @@ def nbgrader(root: Path, *args: str, check: bool = True, unsafe: bool = False) -
         # nbgrader shells out to `alembic` and starts kernels: use this environment's tools.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "CLIPCOURSE_UNSAFE_NO_SANDBOX": "1" if unsafe else "0",
+        # Grading runs on the CPU: the sandbox has no GPU, and a test's tensors must reach it.
+        "CUDA_VISIBLE_DEVICES": "",
     }
     shim = root / "nbgrader_config.py"
     if not shim.exists():
@@ -240,7 +242,8 @@ def grade(
     gradable = [s for s in subs if not s.problem]
     students = sorted({s.student for s in gradable})
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(students) or 1))
-    chunks = [[s for s in gradable if s.student in students[k::jobs]] for k in range(jobs)]
+    size = -(-len(students) // jobs)  # contiguous blocks: neighbours in name order share a grader
+    chunks = [[s for s in gradable if s.student in students[k * size:(k + 1) * size]] for k in range(jobs)]
     work = Path(tempfile.mkdtemp(prefix="clipcourse-grading-"))
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
