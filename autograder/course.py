@@ -323,6 +323,8 @@ def export(out: Path) -> Path:
             feedback=str(feedback.relative_to(out)) if feedback.exists() else "",
         )
         rows.append(row)
+        if feedback.exists():
+            _polish_feedback(feedback, row)
     csv_path = out / "grades.csv"
     fields = ["student", "assignment", "notebook", *columns, "auto_score", "auto_max", "manual_score", "manual_max",
               "total", "max_score", "status", "flags", "sandbox", "feedback"]
@@ -331,6 +333,28 @@ def export(out: Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return csv_path
+
+
+FEEDBACK_STYLE = "<style>pre, .output_text pre, .output_error pre {white-space: pre-wrap; word-break: break-word;}</style>"
+SCORES = re.compile(r"<!-- clipcourse-scores -->.*?<!-- /clipcourse-scores -->", re.S)
+
+
+def _polish_feedback(path: Path, row: dict) -> None:
+    """Long hints wrap, and a header separates the autograded points from the written answers'."""
+    html = path.read_text()
+    manual = (f"{float(row['manual_score']):g} / {float(row['manual_max']):g}" if row["manual_score"] != ""
+              else f"not graded yet (out of {float(row['manual_max']):g})")
+    header = (
+        "<!-- clipcourse-scores --><div style='margin:1em 0;padding:.5em 1em;border:1px solid #ccc'>"
+        f"<b>Autograded:</b> {float(row['auto_score']):g} / {float(row['auto_max']):g} &nbsp; "
+        f"<b>Written answers:</b> {manual}</div><!-- /clipcourse-scores -->"
+    )
+    if SCORES.search(html):
+        html = SCORES.sub(lambda _: header, html)
+    else:
+        html = html.replace("</head>", FEEDBACK_STYLE + "</head>", 1)
+        html = re.sub(r"(<body[^>]*>)", lambda m: m[1] + header, html, count=1)
+    path.write_text(html)
 
 
 def _graded_cells(name: str, manual: bool | None) -> dict[str, float]:
