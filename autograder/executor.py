@@ -72,6 +72,18 @@ def _meta(cell) -> dict:
     return cell.metadata.get("nbgrader", {})
 
 
+def _sanitize_outputs(cell) -> None:
+    """No grader path in the feedback (a library warning names its file, for one)."""
+    from autograder.remote import sanitize
+
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            output["text"] = sanitize(output.get("text", ""))
+        elif output.get("output_type") == "error":
+            output["evalue"] = sanitize(output.get("evalue", ""))
+            output["traceback"] = [sanitize(line) for line in output.get("traceback", [])]
+
+
 class SandboxedExecute(ResilientExecute):
     """Answer cells run in a sandboxed worker (autograder/sandbox.py); the set-up cell runs in both;
     test cells run in the trusted kernel, where each graded name is a proxy to the student's function
@@ -112,7 +124,9 @@ class SandboxedExecute(ResilientExecute):
                 self._sandbox_run(cell.source, meta.get("grade_id", f"cell {index}"), True)
             else:
                 self._bind(index)
-            return super().preprocess_cell(cell, resources, index)
+            cell, resources = super().preprocess_cell(cell, resources, index)
+            _sanitize_outputs(cell)
+            return cell, resources
         reply = self._sandbox_run(cell.source, meta.get("grade_id", f"cell {index}"), False)
         self._student_outputs(cell, reply)
         return cell, resources
