@@ -142,8 +142,13 @@ class Client:
             current = self.ns.get(name, _MISSING)
             if current is not _MISSING and current is not proxy and not isinstance(current, GradedFunction):
                 overrides[name] = current  # a test swapped in the reference (e.g. clip_loss in train_step)
+        module_grads = [
+            {n: p.grad.detach() for n, p in a.named_parameters() if p.grad is not None} if isinstance(a, nn.Module) else None
+            for a in list(args) + list(kwargs.values())
+        ]
         reply = self.exchange({"op": "call", "target": target, "args": shipped_args, "kwargs": shipped_kwargs,
-                               "requires_grad": flags, "grad": grad, "overrides": overrides}, callbacks)
+                               "requires_grad": flags, "grad": grad, "overrides": overrides,
+                               "module_grads": module_grads}, callbacks)
         if type(reply) is not dict or reply.get("kind") != "result":
             raise_remote(reply, self)
         value = decode(reply["value"], self)
@@ -158,13 +163,17 @@ class Client:
 
 def _copy_back(mutated: list, originals: list) -> None:
     for entry, original in zip(mutated, originals, strict=False):
-        if type(entry) not in (list, tuple) or len(entry) != 2:
+        if type(entry) not in (list, tuple) or len(entry) != 3:
             continue
-        kind, payload = entry
+        kind, payload, grads = entry
         try:
             if kind == "module" and isinstance(original, nn.Module) and type(payload) is dict:
                 if all(type(v) is torch.Tensor for v in payload.values()):
                     original.load_state_dict(payload)
+                grads = grads if type(grads) is dict else {}
+                for name, param in original.named_parameters():
+                    g = grads.get(name)
+                    param.grad = g if type(g) is torch.Tensor and g.shape == param.shape else None
             elif kind == "optimizer" and isinstance(original, torch.optim.Optimizer) and type(payload) is dict:
                 original.load_state_dict(payload)
             elif kind == "tensor" and type(original) is torch.Tensor and type(payload) is torch.Tensor:

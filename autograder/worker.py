@@ -156,6 +156,12 @@ class Worker:
         func = self.ns.get(target[1]) if target[0] == "graded" else self.handles[target[1]]
         args = self.resolve(request["args"], conn)
         kwargs = self.resolve(request["kwargs"], conn)
+        for value, grads in zip(list(args) + list(kwargs.values()), request.get("module_grads", []), strict=False):
+            if grads and isinstance(value, nn.Module):  # pickling drops .grad: stale gradients matter
+                params = dict(value.named_parameters())
+                for name, grad in grads.items():
+                    if name in params:
+                        params[name].grad = grad
         inputs = flatten_tensors([args, kwargs])
         for tensor, flag in zip(inputs, request.get("requires_grad", []), strict=False):
             if flag and tensor.is_floating_point():
@@ -177,13 +183,14 @@ class Worker:
         mutated = []
         for value in list(args) + list(kwargs.values()):
             if isinstance(value, nn.Module):
-                mutated.append(("module", {k: v.detach() for k, v in value.state_dict().items()}))
+                mutated.append(("module", {k: v.detach() for k, v in value.state_dict().items()},
+                                {k: p.grad.detach() for k, p in value.named_parameters() if p.grad is not None}))
             elif isinstance(value, torch.optim.Optimizer):
-                mutated.append(("optimizer", value.state_dict()))
+                mutated.append(("optimizer", value.state_dict(), None))
             elif type(value) is torch.Tensor:
-                mutated.append(("tensor", value.detach()))
+                mutated.append(("tensor", value.detach(), None))
             else:
-                mutated.append(("other", None))
+                mutated.append(("other", None, None))
         reply["mutated"] = mutated
         if request.get("grad"):
             outs = flatten_tensors(reply.pop("_raw"))
