@@ -63,7 +63,7 @@ class Client:
 
     def _connect(self) -> socket.socket:
         if self.broken:
-            raise SandboxLimitExceeded(self.broken)
+            _raise_at(SandboxLimitExceeded(self.broken), [])
         if self.sock is None:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.connect(self.address)
@@ -87,9 +87,9 @@ class Client:
                     return reply
                 send_frame(sock, cloudpickle.dumps(self._run_callback(reply, callbacks or {})))
         except TimeoutError:
-            raise self._fail("time") from None
+            _raise_at(self._fail("time"), [])
         except (WireClosed, OSError):
-            raise self._fail("ended") from None
+            _raise_at(self._fail("ended"), [])
 
     def _run_callback(self, reply: dict, callbacks: dict) -> dict:
         try:
@@ -316,8 +316,9 @@ class GradedFunction:
 def raise_remote(reply, client: Client):
     if type(reply) is not dict or reply.get("kind") != "error":
         raise SandboxLimitExceeded("the sandbox sent something that is not data")
+    frames = [f for f in reply.get("frames", []) if type(f) in (list, tuple) and len(f) == 4]
     if reply.get("limit"):
-        raise SandboxLimitExceeded(LIMIT_TEXT.get(reply["limit"], reply["limit"]).format(t=client.timeout))
+        _raise_at(SandboxLimitExceeded(LIMIT_TEXT.get(reply["limit"], str(reply["limit"])).format(t=client.timeout)), frames)
     name, base, message = str(reply.get("type")), str(reply.get("base")), str(reply.get("message"))
     cls = getattr(builtins, base, RuntimeError)
     if not (isinstance(cls, type) and issubclass(cls, Exception)):
@@ -329,13 +330,16 @@ def raise_remote(reply, client: Client):
         exc = cls(message)
     except Exception:  # noqa: BLE001: built-ins with other signatures
         exc = RuntimeError(f"{name}: {message}")
-    frames = [f for f in reply.get("frames", []) if type(f) in (list, tuple) and len(f) == 4]
+    _raise_at(exc, frames)
+
+
+def _raise_at(exc: BaseException, frames: list) -> None:
+    """Raise ``exc`` "at" the student's last line, so a check's hint names that line, not the grader's."""
     exc._student_frames = frames
-    if frames:  # raise it "at" the student's line so Checks' hint names the right line
-        lineno, _, _, filename = frames[-1]
-        code = compile("\n" * (max(int(lineno), 1) - 1) + "raise __exc", str(filename), "exec")
-        exec(code, {"__exc": exc})
-    raise exc
+    exc.__suppress_context__ = True
+    lineno, filename = (frames[-1][0], frames[-1][3]) if frames else (1, "<your code>")
+    code = compile("\n" * (max(int(lineno), 1) - 1) + "raise __exc", str(filename), "exec")
+    exec(code, {"__exc": exc})
 
 
 # -- in the trusted kernel -----------------------------------------------------------------------
