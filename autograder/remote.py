@@ -32,6 +32,7 @@ import cloudpickle
 import torch
 from torch import nn
 
+from autograder import wire
 from autograder.wire import Callback, GradedRef, HandleRef, WireClosed, flatten_tensors, load_data, recv_frame, send_frame
 
 _CLIENT = None
@@ -252,6 +253,13 @@ class RemoteObject:
         object.__setattr__(self, "_typename", typename)
 
     def __getattr__(self, attr):
+        if attr.startswith("__") and attr.endswith("__"):
+            # never forwarded implicitly: torch, numpy and pickle probe dunders such as
+            # __torch_function__ or __array__ and would call into the student's code
+            raise AttributeError(attr)
+        return self._remote(attr)
+
+    def _remote(self, attr):
         client = object.__getattribute__(self, "_client")
         reply = client.exchange({"op": "getattr", "handle": object.__getattribute__(self, "_id"), "attr": attr})
         if type(reply) is not dict or reply.get("kind") != "result":
@@ -265,24 +273,27 @@ class RemoteObject:
     def __repr__(self):
         return f"<{object.__getattribute__(self, '_typename')} object of your code>"
 
+    def __reduce__(self):  # nested in an argument: the worker unpickles it to the real object
+        return (wire._handle, (object.__getattribute__(self, "_id"),))
+
     def __len__(self):
-        return self.__getattr__("__len__")()
+        return self._remote("__len__")()
 
     def __getitem__(self, key):
-        return self.__getattr__("__getitem__")(key)
+        return self._remote("__getitem__")(key)
 
     def __setitem__(self, key, value):
-        return self.__getattr__("__setitem__")(key, value)
+        return self._remote("__setitem__")(key, value)
 
     def __contains__(self, key):
-        return self.__getattr__("__contains__")(key)
+        return self._remote("__contains__")(key)
 
     def __iter__(self):
         return iter(list_of(self))
 
     def __bool__(self):
         try:
-            return bool(self.__getattr__("__bool__")())
+            return bool(self._remote("__bool__")())
         except AttributeError:
             try:
                 return len(self) > 0
@@ -291,10 +302,10 @@ class RemoteObject:
 
 
 def list_of(obj):
-    out, it = [], obj.__getattr__("__iter__")()
+    out, it = [], obj._remote("__iter__")()
     while True:
         try:
-            out.append(it.__getattr__("__next__")())
+            out.append(it._remote("__next__")())
         except StopIteration:
             return out
 
@@ -311,6 +322,9 @@ class GradedFunction:
 
     def __repr__(self):
         return f"<your {self.name}>"
+
+    def __reduce__(self):
+        return (wire._graded, (self.name,))
 
 
 def raise_remote(reply, client: Client):

@@ -148,9 +148,11 @@ class Sandbox:
                 cmd += ["--setenv", key, value]
             cmd += ["--chdir", f"{HOME}/work", *python]
         self.cgroup = self._make_cgroup()
-        self.proc = subprocess.Popen(cmd, env=env, pass_fds=[fd], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=self._preexec, cwd=self.dir)
+        log = os.environ.get("CLIPCOURSE_WORKER_LOG")  # debugging the grader: the worker's own stderr
+        with open(log, "ab") if log else open(os.devnull, "wb") as errors:
+            self.proc = subprocess.Popen(cmd, env=env, pass_fds=[fd], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=errors,
+                                         preexec_fn=self._preexec, cwd=self.dir)
         listener.close()  # the worker holds it now
 
     def _make_cgroup(self) -> Path | None:

@@ -21,6 +21,7 @@ import traceback
 
 import cloudpickle
 
+from autograder import wire
 from autograder.wire import Callback, GradedRef, HandleRef, WireClosed, dump_data, flatten_tensors, recv_frame, send_frame
 
 OUTPUT_LIMIT = int(os.environ.get("CLIPCOURSE_OUTPUT_LIMIT", "200000"))  #: characters per cell or call
@@ -59,8 +60,9 @@ class CappedStream:
 
 class Worker:
     def __init__(self) -> None:
-        self.ns: dict = {"__name__": "__main__", "__builtins__": builtins}
-        self.handles: dict[int, object] = {}
+        self.ns: dict = wire.NAMESPACE
+        self.ns.update({"__name__": "__main__", "__builtins__": builtins})
+        self.handles: dict[int, object] = wire.HANDLES
         self.graphs: dict[int, tuple[list, list]] = {}
         self.graded: list[str] = []
         self.guarded: set[tuple[str, str]] = set()
@@ -306,6 +308,10 @@ def describe(exc: BaseException, state: dict) -> dict:
             "frames": frames, "limit": limit_of(exc, state)}
 
 
+def _log(text: str) -> None:
+    os.write(2, text.encode(errors="replace")[-4000:])
+
+
 def serve(listener: socket.socket) -> None:
     worker = Worker()
     selector = selectors.DefaultSelector()
@@ -318,16 +324,17 @@ def serve(listener: socket.socket) -> None:
                 selector.register(conn, selectors.EVENT_READ)
                 continue
             try:
-                request = cloudpickle.loads(recv_frame(sock))
+                frame = recv_frame(sock)
             except (WireClosed, OSError):
                 selector.unregister(sock)
                 sock.close()
                 continue
             try:
-                reply = worker.handle(sock, request)
+                reply = worker.handle(sock, cloudpickle.loads(frame))
                 reply.pop("_raw", None)
                 payload = dump_data(reply)
             except BaseException as exc:  # noqa: BLE001: a reply that cannot be encoded
+                _log(traceback.format_exc())
                 payload = dump_data(describe(exc, {}))
             try:
                 send_frame(sock, payload)
