@@ -103,16 +103,18 @@ class SandboxedExecute(ResilientExecute):
             self._sandbox.close()
 
     def _sandbox_run(self, source: str, name: str, setup: bool) -> dict:
+        if self._ran and not self._sandbox.alive():  # ended during a test cell's call
+            self._restart_sandbox(len(self._ran))
         reply = self._sandbox.execute(source, name, setup=setup, graded=self._graded)
         self._ran.append((source, name, setup))
-        if reply.get("kind") == "limit":
-            self._restart_sandbox()
+        if reply.get("kind") == "limit":  # this cell's fault: restart without it
+            self._restart_sandbox(len(self._ran) - 1)
         return reply
 
-    def _restart_sandbox(self) -> None:
+    def _restart_sandbox(self, upto: int) -> None:
         self._sandbox.stop()
         self._sandbox.start()
-        for source, name, setup in self._ran[:-1]:
+        for source, name, setup in self._ran[:upto]:
             self._sandbox.execute(source, name, setup=setup, graded=self._graded)
 
     def preprocess_cell(self, cell, resources, index):
@@ -133,9 +135,7 @@ class SandboxedExecute(ResilientExecute):
 
     def _bind(self, index: int) -> None:
         if not self._sandbox.alive():
-            self._ran.append(("", "", False))
-            self._restart_sandbox()
-            self._ran.pop()
+            self._restart_sandbox(len(self._ran))
         try:
             defined = self._sandbox.request({"op": "names", "names": self._graded}, timeout=10)["defined"]
         except Exception:  # noqa: BLE001: a worker that no longer answers defines nothing

@@ -295,6 +295,7 @@ return torch.zeros(1).as_subclass(Always)
         ("output_flood", without_first, {**answers, first: _before(answers[first], flood)}),
         ("network", without_first, {**answers, first: _before(answers[first], network)}),
         ("lookalike", without_first, {**answers, first: _before(answers[first], lookalike)}),
+        ("exit_during_test", without_first, {**answers, first: _before(answers[first], "import os\nos._exit(3)")}),
         ("reference_call", without_first, {**answers, first: _before(answers[first], _reference_call(first))}),
     ]
     students = [Student("a00_honest", full, with_answers(base, answers))]
