@@ -133,6 +133,16 @@ class SandboxedExecute(ResilientExecute):
         self._student_outputs(cell, reply)
         return cell, resources
 
+    def _get_timeout(self, cell):
+        # The set-up cell (instructor code: imports) gets the sandbox's set-up allowance too: on a
+        # busy machine two processes import torch and transformers at once, and a slow import
+        # must not cost the student every point.
+        timeout = super()._get_timeout(cell)
+        if timeout and cell is not None and _meta(cell).get("locked") and not _meta(cell).get("grade") \
+                and not _meta(cell).get("solution"):
+            timeout += 120
+        return timeout
+
     def _bind(self, index: int) -> None:
         if not self._sandbox.alive():
             self._restart_sandbox(len(self._ran))
