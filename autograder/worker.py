@@ -244,7 +244,7 @@ def _guarded(original, label: str):
     def guarded(*args, **kwargs):
         caller = sys._getframe(1).f_code.co_filename
         if caller.startswith(STUDENT_FILE):
-            raise NotImplementedError(
+            raise PermissionError(
                 f"{label} is graded in this exercise: write your own (an answer may use your earlier "
                 "answers and any library function that this exercise does not grade)")
         return original(*args, **kwargs)
