@@ -148,7 +148,7 @@ class SandboxedExecute(ResilientExecute):
             self._restart_sandbox(len(self._ran))
         try:
             defined = self._sandbox.request({"op": "names", "names": self._graded}, timeout=10)["defined"]
-        except Exception:  # noqa: BLE001: a worker that no longer answers defines nothing
+        except Exception:  # noqa: BLE001 - a worker that no longer answers defines nothing
             defined = []
         code = (
             "import autograder.remote as __r\n"

@@ -33,7 +33,16 @@ import torch
 from torch import nn
 
 from autograder import wire
-from autograder.wire import Callback, GradedRef, HandleRef, WireClosed, flatten_tensors, load_data, recv_frame, send_frame
+from autograder.wire import (
+    Callback,
+    GradedRef,
+    HandleRef,
+    WireClosed,
+    flatten_tensors,
+    load_data,
+    recv_frame,
+    send_frame,
+)
 
 _CLIENT = None
 _MISSING = object()
@@ -97,7 +106,7 @@ class Client:
             args, kwargs = decode(reply["args"], self), decode(reply["kwargs"], self)
             value = callbacks[reply["id"]](*args, **kwargs)
             return {"kind": "return", "value": self.mark(value, {})[0]}
-        except Exception as exc:  # noqa: BLE001: the test's callable raised; the student's code sees it
+        except Exception as exc:  # noqa: BLE001 - the test's callable raised; the student's code sees it
             base = next((c.__name__ for c in type(exc).__mro__ if getattr(builtins, c.__name__, None) is c), "RuntimeError")
             return {"kind": "raise", "type": base, "message": str(exc)}
 
@@ -181,7 +190,7 @@ def _copy_back(mutated: list, originals: list) -> None:
                 if payload.shape == original.shape and payload.dtype == original.dtype and not torch.equal(payload, original.detach().cpu()):
                     with torch.no_grad():
                         original.copy_(payload)
-        except Exception:  # noqa: BLE001: a state the student broke stays broken here too, as in one process
+        except Exception:  # noqa: BLE001 - a state the student broke stays broken here too, as in one process
             pass
 
 
@@ -342,7 +351,7 @@ def raise_remote(reply, client: Client):
         message = f"{name}: {message}"
     try:
         exc = cls(message)
-    except Exception:  # noqa: BLE001: built-ins with other signatures
+    except Exception:  # noqa: BLE001 - built-ins with other signatures
         exc = RuntimeError(f"{name}: {message}")
     _raise_at(exc, frames)
 

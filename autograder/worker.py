@@ -22,7 +22,16 @@ import traceback
 import cloudpickle
 
 from autograder import wire
-from autograder.wire import Callback, GradedRef, HandleRef, WireClosed, dump_data, flatten_tensors, recv_frame, send_frame
+from autograder.wire import (
+    Callback,
+    GradedRef,
+    HandleRef,
+    WireClosed,
+    dump_data,
+    flatten_tensors,
+    recv_frame,
+    send_frame,
+)
 
 OUTPUT_LIMIT = int(os.environ.get("CLIPCOURSE_OUTPUT_LIMIT", "200000"))  #: characters per cell or call
 STUDENT_FILE = "<your answer"  #: prefix of the file name of every student cell
@@ -115,7 +124,7 @@ class Worker:
         try:
             self.guard()
             exec(compile(source, filename, "exec"), self.ns)
-        except BaseException as exc:  # noqa: BLE001: everything the cell raised is reported
+        except BaseException as exc:  # noqa: BLE001 - everything the cell raised is reported
             error = describe(exc, state)
         finally:
             sys.stdout, sys.stderr = saved
@@ -302,7 +311,7 @@ def describe(exc: BaseException, state: dict) -> dict:
     ]
     try:
         message = str(exc)[:2000]
-    except BaseException:  # noqa: BLE001: a hostile __str__
+    except BaseException:  # noqa: BLE001 - a hostile __str__
         message = "(the error message could not be read)"
     return {"kind": "error", "type": type(exc).__name__[:100], "base": base, "message": message,
             "frames": frames, "limit": limit_of(exc, state)}
@@ -333,7 +342,7 @@ def serve(listener: socket.socket) -> None:
                 reply = worker.handle(sock, cloudpickle.loads(frame))
                 reply.pop("_raw", None)
                 payload = dump_data(reply)
-            except BaseException as exc:  # noqa: BLE001: a reply that cannot be encoded
+            except BaseException as exc:  # noqa: BLE001 - a reply that cannot be encoded
                 _log(traceback.format_exc())
                 payload = dump_data(describe(exc, {}))
             try:
@@ -347,7 +356,7 @@ def main() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large file is an OSError, not a crash
     sys.stdin = open(os.devnull)
     try:
-        import torch  # noqa: F401: loads while the trusted kernel starts, not during the set-up cell
+        import torch  # noqa: F401  (loads while the trusted kernel starts, not during the set-up cell)
     except ImportError:
         pass
     serve(socket.socket(fileno=int(os.environ.get("CLIPCOURSE_WORKER_FD", "3"))))
