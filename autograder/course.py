@@ -42,7 +42,7 @@ SUSPICIOUS = {
     "uses setattr on a module": r"\bsetattr\s*\(\s*(torch|np|numpy|math|clipcourse|grading|checks|Checks)\b",
     "touches sys.modules or builtins": r"\bsys\.modules\b|\bbuiltins\b|__builtins__",
     "loads native code": r"\bctypes\b",
-    "calls the course's reference implementation": r"\bclipcourse\.(losses|clip|zeroshot|models|train|distill|quantize)\b|from\s+clipcourse(\.\w+)?\s+import",
+    "calls the course's reference implementation": r"\bclipcourse\.(losses|clip|zeroshot|models|train|distill|quantize|metrics|prompts|binding|text|cache|search|encoding|hard_negatives|class_metrics|distributed)\b|from\s+clipcourse(\.\w+)?\s+import",
 }
 
 
