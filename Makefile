@@ -3,7 +3,7 @@
 #   make test     run the whole test suite
 #   make test-transformers4   the text and pretrained-CLIP tests again with transformers 4.x (second venv)
 #   make release  regenerate notebooks/ (student versions) from solutions/ with nbgrader
-#   make grade SUBMISSIONS=path/to/submissions [OUT=_grading]   autograde, feedback HTML, grades CSV
+#   make grade SUBMISSIONS=path/to/submissions [ASSIGNMENT=chNN] [OUT=_grading]   autograde (sandboxed), feedback HTML, grades CSV
 #   make lab      open JupyterLab on the course
 #   make serve [PORT=8000]   the chapter 6 search service on http://127.0.0.1:$(PORT)/
 
@@ -12,6 +12,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.clipcourse-installed
 SUBMISSIONS ?=
+ASSIGNMENT ?=
 OUT ?= _grading
 PORT ?= 8000
 # Threads per process: 2-core laptops and CI machines.
@@ -56,8 +57,8 @@ release: setup
 	$(BIN)/python -m autograder.course release
 
 grade: setup
-	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=folder [OUT=_grading]" && exit 2)
-	$(BIN)/python -m autograder.course grade "$(SUBMISSIONS)" --out "$(OUT)"
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=folder [ASSIGNMENT=chNN] [OUT=_grading]" && exit 2)
+	$(BIN)/python -m autograder.course grade "$(SUBMISSIONS)" --out "$(OUT)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=.

@@ -49,10 +49,10 @@ from nbgrader.preprocessors import (  # noqa: E402
 )
 from nbgrader.preprocessors.latesubmissions import AssignLatePenalties  # noqa: E402
 
-from autograder.executor import ResilientExecute  # noqa: E402
+from autograder.executor import SandboxedExecute  # noqa: E402
 
 c.Autograde.autograde_preprocessors = [
-    ResilientExecute,
+    SandboxedExecute,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -60,9 +60,9 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
-c.ResilientExecute.timeout = c.Execute.timeout
-c.ResilientExecute.interrupt_on_timeout = True
-c.ResilientExecute.raise_on_iopub_timeout = False
+c.SandboxedExecute.timeout = c.Execute.timeout
+c.SandboxedExecute.interrupt_on_timeout = True
+c.SandboxedExecute.raise_on_iopub_timeout = False
 
 # Feedback shows each test cell's outputs (the hints) but not the hidden tests' code.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402

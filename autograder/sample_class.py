@@ -171,6 +171,166 @@ def hostile_students(assignment: str) -> list[Student]:
     ]
 
 
+#: The TCP port a "network" attacker tries to reach on the grading machine (the test listens on it).
+NETWORK_PORT = 47613
+#: Marker in the command line of the process a "detached" attacker leaves behind.
+DETACHED_MARKER = "6061.5"
+
+
+def _before(answer: str, code: str) -> str:
+    """``code`` inserted at the top of the answer's function body (runs when the tests call it)."""
+    import ast
+
+    func = next(n for n in ast.parse(answer).body if isinstance(n, ast.FunctionDef))
+    first = func.body[0]
+    has_doc = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant)
+    after = first.end_lineno if has_doc else func.lineno
+    lines = answer.splitlines(True)
+    body = "".join("    " + line + "\n" for line in code.strip("\n").splitlines())
+    return "".join(lines[:after]) + body + "".join(lines[after:])
+
+
+def attack_students(assignment: str) -> list[Student]:
+    """One student per attack of issue #8's threat model, each between two honest students.
+
+    Each attack leaves the answers otherwise as they would score: the expected scores prove the
+    attack changed nothing (a stub stays at 0, a correct answer keeps its points, a function
+    that hits a limit loses that cell only).
+    """
+    _, base = released(assignment)
+    answers = solution_answers(assignment)
+    points = test_points(assignment)
+    first = next(iter(answers))
+    first_test = f"test_{first}"
+    full = dict(points)
+    zero = {t: 0.0 for t in points}
+    without_first = {**full, first_test: 0.0}
+    stubs = {_meta(c)["grade_id"]: c.source for c in base.cells if _meta(c).get("grade_id") in answers}
+    solution_path = str(course.SOLUTIONS / assignment)
+    tamper = r"""
+import sys, builtins
+try:
+    ip = get_ipython()
+    ip.input_transformers_cleanup.append(lambda lines: ["pass\n"])
+    ip.events.register("pre_run_cell", lambda *a: None)
+except Exception:
+    pass
+for name, module in list(sys.modules.items()):
+    if name.startswith("clipcourse.checks"):
+        for attr in ("Checks",):
+            if hasattr(module, attr):
+                getattr(module, attr).__exit__ = lambda *a, **k: True
+builtins.AssertionError = type("Never", (Exception,), {})
+import torch
+torch.allclose = lambda *a, **k: True
+"""
+    read_solutions = f"""
+import glob, json
+for path in glob.glob({solution_path!r} + "/*.ipynb") + glob.glob("/tmp/**/*.ipynb", recursive=True):
+    try:
+        cells = json.loads(open(path).read()).get("cells", [])
+    except Exception:
+        continue
+    for cell in cells:
+        src = "".join(cell.get("source", ""))
+        if src.startswith("def ") and "BEGIN SOLUTION" in src:
+            exec(src.replace("### BEGIN SOLUTION", "").replace("### END SOLUTION", ""), globals())
+"""
+    edit_others = f"""
+import glob, os
+for pattern in ("/tmp/**/*.ipynb", "/tmp/**/gradebook.db", "/home/**/*", {str(course.REPO)!r} + "/**/*.ipynb", {str(course.REPO)!r} + "/**/gradebook.db"):
+    for path in glob.glob(pattern, recursive=True)[:200]:
+        try:
+            open(path, "w").write("{{}}")
+        except OSError:
+            pass
+"""
+    detach = f"""
+import subprocess, sys
+subprocess.Popen(["sleep", "{DETACHED_MARKER}"], start_new_session=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+subprocess.Popen([sys.executable, "-c", "import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep({DETACHED_MARKER})"],
+                 start_new_session=True)
+"""
+    write_env = f"""
+import os, site, sys, sysconfig
+targets = [os.path.join(p, "sitecustomize.py") for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]]]
+targets += [os.path.join(sys.prefix, "lib", "zz_clipcourse_attack.pth"), {str(course.REPO / "src" / "clipcourse" / "__init__.py")!r}]
+import clipcourse
+targets.append(clipcourse.__file__)
+for path in targets:
+    try:
+        with open(path, "a") as f:
+            f.write("\\nimport builtins; builtins.__dict__['_owned'] = True\\n")
+    except OSError:
+        pass
+"""
+    memory = """
+import torch
+blocks = []
+for _ in range(1000):
+    blocks.append(torch.ones(64 * 1024 * 1024, dtype=torch.uint8))  # 64 MiB each, touched
+"""
+    processes = f"""
+import subprocess
+children = []
+for _ in range(400):
+    children.append(subprocess.Popen(["sleep", "{DETACHED_MARKER}"]))
+"""
+    flood = """
+for _ in range(100000):
+    print("spam " * 100)
+"""
+    network = f"""
+import socket
+socket.create_connection(("127.0.0.1", {NETWORK_PORT}), timeout=3).close()
+"""
+    lookalike = """
+import torch
+class Always(torch.Tensor):
+    def __eq__(self, other): return True
+    def allclose(self, *a, **k): return True
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        return torch.Tensor.__torch_function__(func, (torch.Tensor,), args, kwargs or {})
+return torch.zeros(1).as_subclass(Always)
+"""
+    attacks = [
+        ("tamper_interpreter", zero, {**stubs, first: tamper + stubs[first]}),
+        ("read_solutions", zero, {**stubs, first: read_solutions + stubs[first]}),
+        ("edit_other_submissions", full, {**answers, first: edit_others + answers[first]}),
+        ("detached_process", full, {**answers, first: detach + answers[first]}),
+        ("write_environment", full, {**answers, first: write_env + answers[first]}),
+        ("memory_bomb", without_first, {**answers, first: _before(answers[first], memory)}),
+        ("process_bomb", without_first, {**answers, first: _before(answers[first], processes)}),
+        ("output_flood", without_first, {**answers, first: _before(answers[first], flood)}),
+        ("network", without_first, {**answers, first: _before(answers[first], network)}),
+        ("lookalike", without_first, {**answers, first: _before(answers[first], lookalike)}),
+        ("exit_during_test", without_first, {**answers, first: _before(answers[first], "import os\nos._exit(3)")}),
+        ("reference_call", without_first, {**answers, first: _before(answers[first], _reference_call(first))}),
+    ]
+    students = [Student("a00_honest", full, with_answers(base, answers))]
+    for k, (label, expected, chosen) in enumerate(attacks, start=1):
+        students.append(Student(f"a{2 * k - 1:02d}_{label}", expected, with_answers(base, chosen), label=label))
+        students.append(Student(f"a{2 * k:02d}_honest", full, with_answers(base, answers)))
+    return students
+
+
+def _reference_call(function: str) -> str:
+    return f"""
+_args = tuple(locals().values())
+import importlib, pkgutil, clipcourse
+for info in pkgutil.iter_modules(clipcourse.__path__):
+    try:
+        module = importlib.import_module("clipcourse." + info.name)
+    except Exception:
+        continue
+    reference = getattr(module, "{function}", None)
+    if callable(reference):
+        return reference(*_args)
+"""
+
+
 def write_class(students: list[Student], assignment: str, dest: Path) -> None:
     name, _ = released(assignment)
     for s in students:
@@ -187,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("assignment")
     parser.add_argument("dest", type=Path)
     args = parser.parse_args(argv)
-    students = hostile_students(args.assignment) + mistake_students(args.assignment)
+    students = hostile_students(args.assignment) + attack_students(args.assignment) + mistake_students(args.assignment)
     write_class(students, args.assignment, args.dest)
     for s in students:
         print(f"{s.name:>20}: {s.expected}")

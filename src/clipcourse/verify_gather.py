@@ -185,6 +185,8 @@ def check_function_on_workers(function, nproc: int = 2, timeout: float | None = 
     the workers are separate processes (never forked from the kernel), bounded by ``timeout``
     seconds (``TimeoutError``). By default that is three quarters of the grader's per-cell
     limit (``CLIPCOURSE_CELL_TIMEOUT``, 60 s unless set), so the cell itself is never cut off.
+    ``LookupError`` when the function has no source here: when graded, the learner's code runs
+    only in the sandbox, and starting it in unsandboxed workers would defeat that.
     """
     import inspect
     import os
@@ -194,7 +196,10 @@ def check_function_on_workers(function, nproc: int = 2, timeout: float | None = 
     if timeout is None:
         timeout = 0.75 * float(os.environ.get("CLIPCOURSE_CELL_TIMEOUT", 60))
 
-    source = textwrap.dedent(inspect.getsource(function))
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+    except (TypeError, OSError) as error:  # graded: the learner's function lives in the sandbox, not here
+        raise LookupError(f"the source of {getattr(function, '__name__', function)!r} is not available here") from error
     with tempfile.TemporaryDirectory(prefix="clipcourse_gather_") as tmp:
         path = Path(tmp) / "loss.py"
         path.write_text(source)
