@@ -171,15 +171,26 @@ class Client:
         return value
 
 
+def _replace_parameter(module: nn.Module, name: str) -> None:
+    """Mirror a parameter the student's code replaced by a new object: optimizers lose track of it here too."""
+    owner_name, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    old = getattr(owner, leaf)
+    setattr(owner, leaf, nn.Parameter(old.detach().clone(), requires_grad=old.requires_grad))
+
+
 def _copy_back(mutated: list, originals: list) -> None:
     for entry, original in zip(mutated, originals, strict=False):
-        if type(entry) not in (list, tuple) or len(entry) != 3:
+        if type(entry) not in (list, tuple) or len(entry) not in (3, 4):
             continue
-        kind, payload, grads = entry
+        kind, payload, grads = entry[:3]
         try:
             if kind == "module" and isinstance(original, nn.Module) and type(payload) is dict:
                 if all(type(v) is torch.Tensor for v in payload.values()):
                     original.load_state_dict(payload)
+                replaced = entry[3] if len(entry) == 4 and type(entry[3]) is list else []
+                for name in (n for n in replaced if type(n) is str):
+                    _replace_parameter(original, name)
                 grads = grads if type(grads) is dict else {}
                 for name, param in original.named_parameters():
                     g = grads.get(name)

@@ -177,6 +177,9 @@ class Worker:
         for tensor, flag in zip(inputs, request.get("requires_grad", []), strict=False):
             if flag and tensor.is_floating_point():
                 tensor.requires_grad_(True)
+        # A parameter the call replaces by a new object (re-wrapping logit_scale in nn.Parameter) is
+        # no longer the one an optimizer holds: the grader mirrors that on its side (remote._copy_back).
+        before = [dict(v.named_parameters()) if isinstance(v, nn.Module) else {} for v in list(args) + list(kwargs.values())]
         saved = {name: self.ns.get(name, _MISSING) for name in request.get("overrides", {})}
         for name, value in request.get("overrides", {}).items():
             self.ns[name] = getattr(value, "__wrapped_reference__", value)
@@ -192,10 +195,12 @@ class Worker:
         if reply["kind"] != "result":
             return reply
         mutated = []
-        for value in list(args) + list(kwargs.values()):
+        for value, old in zip(list(args) + list(kwargs.values()), before, strict=True):
             if isinstance(value, nn.Module):
+                replaced = [k for k, p in value.named_parameters() if k in old and old[k] is not p]
                 mutated.append(("module", {k: v.detach() for k, v in value.state_dict().items()},
-                                {k: p.grad.detach() for k, p in value.named_parameters() if p.grad is not None}))
+                                {k: p.grad.detach() for k, p in value.named_parameters() if p.grad is not None},
+                                replaced))
             elif isinstance(value, torch.optim.Optimizer):
                 mutated.append(("optimizer", value.state_dict(), None))
             elif type(value) is torch.Tensor:
