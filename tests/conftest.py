@@ -24,16 +24,39 @@ def repo() -> Path:
 
 
 @pytest.fixture(scope="session")
-def built_book(tmp_path_factory) -> Path:
+def built_book(tmp_path_factory, worker_id) -> Path:
     """Build the whole book once, warnings as errors, executing every lesson notebook; its `_build` folder.
 
-    Tests that use it carry ``@pytest.mark.xdist_group("book")`` so one worker builds it.
+    Once per test run, also under pytest-xdist: the workers share one folder of this run and a
+    file lock, so the first worker that needs the book builds it and the others wait and reuse it.
     ``CLIPCOURSE_BUILT_BOOK=path/to/_build`` reuses a book built before (while working on these tests).
     """
     reuse = os.environ.get("CLIPCOURSE_BUILT_BOOK")
     if reuse:
         return Path(reuse)
-    out = tmp_path_factory.mktemp("book")
+    if worker_id == "master":  # not distributed
+        return _build_book(tmp_path_factory.mktemp("book"))
+    import fcntl
+
+    out = tmp_path_factory.getbasetemp().parent / "book"  # this run's folder, shared by its workers
+    out.mkdir(exist_ok=True)
+    with open(out.parent / "book.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        failed = out / "failed.txt"
+        if failed.exists():
+            pytest.fail(failed.read_text(), pytrace=False)
+        if (out / "built.ok").exists():
+            return out / "_build"
+        try:
+            built = _build_book(out)
+        except AssertionError as error:
+            failed.write_text(str(error))
+            raise
+        (out / "built.ok").write_text("ok")
+        return built
+
+
+def _build_book(out: Path) -> Path:
     jb = Path(sys.executable).parent / "jupyter-book"
     start = time.perf_counter()
     result = subprocess.run(
