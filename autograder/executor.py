@@ -42,13 +42,16 @@ class ResilientExecute(Execute):
             self._restart_and_replay(index)
             return cell, self.resources
 
+    def _replays(self, cell) -> bool:
+        return cell.cell_type == "code"
+
     def _restart_and_replay(self, upto: int) -> None:
         self._cleanup_kernel()
         self.km = self.create_kernel_manager()
         self.start_new_kernel()
         self.start_new_kernel_client()
         for j, earlier in enumerate(self.nb.cells[:upto]):
-            if earlier.cell_type == "code":
+            if self._replays(earlier):
                 # A copy: replayed outputs must not overwrite what was graded the first time.
                 self.execute_cell(copy.deepcopy(earlier), j, store_history=False)
 
@@ -178,13 +181,7 @@ class SandboxedExecute(ResilientExecute):
             cell.outputs.append(NotebookNode(output_type="error", ename=error["type"], evalue=evalue,
                                              traceback=["Traceback (your code only):", *lines, f"{error['type']}: {evalue}"]))
 
-    def _restart_and_replay(self, upto: int) -> None:
+    def _replays(self, cell) -> bool:
         # the trusted kernel only ever ran locked cells: replay those that set up state
-        self._cleanup_kernel()
-        self.km = self.create_kernel_manager()
-        self.start_new_kernel()
-        self.start_new_kernel_client()
-        for j, earlier in enumerate(self.nb.cells[:upto]):
-            meta = _meta(earlier)
-            if earlier.cell_type == "code" and meta.get("locked") and not meta.get("grade") and not meta.get("solution"):
-                self.execute_cell(copy.deepcopy(earlier), j, store_history=False)
+        meta = _meta(cell)
+        return cell.cell_type == "code" and meta.get("locked") and not meta.get("grade") and not meta.get("solution")
